@@ -1,0 +1,1 @@
+"""Alerts: lifecycle, routing, grouping, escalation, silences, outbox, Apprise dispatch."""

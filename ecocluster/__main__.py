@@ -1,0 +1,3 @@
+from ecocluster.cli import main
+
+main()

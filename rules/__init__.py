@@ -1,0 +1,1 @@
+"""Rules: the numpy hot window and the vectorised rule engine. Second stage."""
