@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal, NamedTuple, TypeAlias
+from typing import Final, Literal, NamedTuple, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -129,3 +129,24 @@ class ReadingBatch:
             self.values[keep],
             self.deltas[keep],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device's connectivity from its retained `…/status` topic (`online`/`offline`; an
+    `offline` the device did not send itself is its MQTT last will)."""
+
+    site: str
+    meter: str
+    online: bool
+    ts_ms: int
+
+
+class ReadingSink(Protocol):
+    """Where ingest hands what it accepted, after it is durable: the rule engine in one
+    process, or an MQTT relay to rule workers elsewhere. Must be quick (hand off, never
+    block the ingest loop on I/O)."""
+
+    async def on_readings(self, batch: ReadingBatch) -> None: ...
+
+    async def on_status(self, status: DeviceStatus) -> None: ...
