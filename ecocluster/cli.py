@@ -35,6 +35,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "ingest.cli",
     "rules.cli",
     "ecocluster.node_cli",
+    "ecocluster.demo_cli",
 )
 
 

@@ -159,7 +159,7 @@ def load_cluster(path: str | Path) -> Cluster:
         settings=dict(merged.data.get("settings") or {}),
         source=Path(path),
         _locations=merged.locations,
-        **{name: tuple(items) for name, items in sections.items()},  # type: ignore[arg-type]
+        **{name: tuple(items) for name, items in sections.items()},
     )
 
 

@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     max_age_s: float = Field(default=400 * 86400.0, gt=0)
     spool_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     dead_letter_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    #: MQTT protocol of the ingest subscriber: "5" for real brokers, "3.1.1" for amqtt.
+    mqtt_protocol: Literal["3.1.1", "5"] = "5"
+    mqtt_qos: Literal[0, 1] = 1
+    mqtt_session_expiry_s: int = Field(default=86400, ge=0)
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    #: Unacknowledged QoS 1 messages the broker may have in flight to us (v5 Receive
+    #: Maximum); keep it ≤ the broker's `max_inflight_messages` (always so for 3.1.1).
+    mqtt_receive_maximum: int = Field(default=1000, ge=2, le=65535)
+    mqtt_ca_file: Path | None = None
+    #: Subscribe only to these sites (empty: all); for partitioned scale-out.
+    ingest_sites: list[str] = Field(default_factory=list)
+    #: MQTT v5 shared subscription group (`$share/{group}/…`) for load-balanced ingest.
+    ingest_share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

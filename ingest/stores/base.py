@@ -4,19 +4,23 @@ Two backends implement it (`influx.py`: InfluxDB v1 HTTP API; `duckdb.py`: embed
 one contract test suite runs against both. Semantics both must honour:
 
 - A point's identity is (series, ts_ms): writing it again overwrites, never duplicates
-  (QoS 1 redelivery is harmless).
+  (QoS 1 redelivery is harmless); a rewrite without a delta keeps the stored delta
+  (InfluxDB's field union), so a redelivered register reading never loses or doubles it.
 - `write` either makes the whole batch durable or raises; `StoreUnavailable` means "retry
   or spool", `StoreRejected` names the points the store refused (dead-letter those only).
 - Times are epoch milliseconds, ranges half-open `[start_ms, end_ms)`.
 - Query results are `ReadingBatch`es with their own `series` table, sorted by series, then time.
+- Aggregates apply `fn` to `value` and to `delta` alike (NaN where a bucket has no delta).
+- Errors are `ingest.errors.StoreUnavailable` / `StoreRejected`; filters name only
+  `org`, `site`, `meter` (anything else is a `ValueError`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-from ecocluster.types import ReadingBatch
+from ecocluster.types import DeviceStatus, ReadingBatch
 
 AggregateFn = Literal["mean", "min", "max", "sum", "last", "count"]
 GroupBy = Literal["meter", "site", "org"]
@@ -31,6 +35,12 @@ class Store(Protocol):
 
     async def write(self, batch: ReadingBatch) -> None:
         """Make every reading of `batch` durable (value, and delta where not NaN)."""
+
+    async def write_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        """Record device connectivity events (`…/status` online/offline)."""
+
+    async def device_statuses(self) -> list[DeviceStatus]:
+        """The newest connectivity event of every device, sorted by site, meter."""
 
     async def query_range(
         self, quantity: str, start_ms: int, end_ms: int, *, where: Where | None = None

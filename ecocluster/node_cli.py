@@ -1,0 +1,55 @@
+"""`ecocluster run --config FILE [--only STAGES]`: a production node (external broker and
+store from the settings). Thin: parse, load, hand over to `ecocluster.node`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ecocluster.logs import setup_logging
+from ecocluster.registry import ConfigError, load_cluster
+from ecocluster.settings import load_settings
+
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The cluster file (YAML).")],
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="Comma-separated stages to run (default: all), e.g. ingest."),
+    ] = None,
+) -> None:
+    """Run the pipeline's stages against the configured broker and store."""
+    from ecocluster.node import build_stages, run_node
+
+    try:
+        cluster = load_cluster(config)
+        settings = load_settings(cluster.settings)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            _err.print(str(issue), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        _err.print(f"{config}: settings: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    setup_logging(settings.log_level, settings.log_format)
+    wanted = [s.strip() for s in only.split(",") if s.strip()] if only else None
+    try:
+        stages = build_stages(cluster, settings, wanted)
+    except ValueError as exc:
+        _err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(run_node(stages))
+    except Exception as exc:  # a stage failed for good (e.g. credentials refused)
+        _err.print(f"node stopped: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None

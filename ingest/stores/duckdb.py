@@ -1,0 +1,248 @@
+"""The embedded store (the default when no InfluxDB is configured): one DuckDB file.
+
+Same semantics as InfluxDB: the primary key is (quantity, org, site, meter, ts), a rewrite
+overwrites the value and keeps the stored delta when the new one is missing (InfluxDB's
+field union). Batches are appended straight from the numpy columns (DuckDB scans a dict of
+arrays). DuckDB calls block, so they run on one dedicated thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import duckdb
+import numpy as np
+
+from ecocluster.types import DeviceStatus, ReadingBatch, SeriesKey
+from ingest.errors import StoreUnavailable
+from ingest.stores._rows import batch_from_rows, check_where
+from ingest.stores.base import AggregateFn, GroupBy, Where
+
+__all__ = ["DuckDBStore", "map_store_errors"]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS readings (
+    quantity VARCHAR NOT NULL, org VARCHAR NOT NULL, site VARCHAR NOT NULL,
+    meter VARCHAR NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, delta DOUBLE,
+    PRIMARY KEY (quantity, org, site, meter, ts));
+CREATE TABLE IF NOT EXISTS device_status (
+    site VARCHAR NOT NULL, meter VARCHAR NOT NULL, ts BIGINT NOT NULL, online BOOLEAN NOT NULL);
+"""
+_UPSERT: Final = """
+INSERT INTO readings
+SELECT k.quantity, k.org, k.site, k.meter, b.ts, b.value,
+       CASE WHEN isnan(b.delta) THEN NULL ELSE b.delta END
+FROM batch_rows AS b JOIN batch_keys AS k ON b.sidx = k.sidx
+ON CONFLICT DO UPDATE SET value = excluded.value, delta = coalesce(excluded.delta, readings.delta)
+"""
+_AGG_SQL: Final = {
+    "mean": "avg({x})",
+    "min": "min({x})",
+    "max": "max({x})",
+    "sum": "sum({x})",
+    "count": "CASE WHEN count({x}) = 0 THEN NULL ELSE count({x}) END",
+    "last": "arg_max({x}, CASE WHEN {x} IS NULL THEN NULL ELSE ts END)",
+}
+
+
+@contextlib.contextmanager
+def map_store_errors(what: str) -> Iterator[None]:
+    """DuckDB's I/O and lock errors mean "not now": the batch is retried or spooled."""
+    try:
+        yield
+    except (duckdb.IOException, duckdb.ConnectionException, duckdb.TransactionException) as exc:
+        raise StoreUnavailable(f"duckdb {what}: {exc}") from exc
+    except duckdb.FatalException as exc:
+        raise StoreUnavailable(f"duckdb {what} (fatal): {exc}") from exc
+
+
+class DuckDBStore:
+    """Usage: `store = DuckDBStore(settings.data_dir / "ecocluster.duckdb"); await store.open()`."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else path
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreUnavailable("duckdb store is not open")
+        return self._con
+
+    async def open(self) -> None:
+        def connect() -> None:
+            with map_store_errors("open"):
+                if isinstance(self.path, Path):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._con = duckdb.connect(str(self.path))
+                self._con.execute(_SCHEMA)
+
+        if self._con is None:
+            await self._run(connect)
+
+    async def write(self, batch: ReadingBatch) -> None:
+        if len(batch) == 0:
+            return
+        await self._run(self._write_sync, batch)
+
+    def _write_sync(self, batch: ReadingBatch) -> None:
+        con = self._connection()
+        # One row per point identity, the last one winning, as InfluxDB does in one request.
+        order = np.lexsort((np.arange(len(batch)), batch.ts_ms, batch.series_idx))
+        sidx, ts = batch.series_idx[order], batch.ts_ms[order]
+        last = np.r_[(sidx[1:] != sidx[:-1]) | (ts[1:] != ts[:-1]), True]
+        keep = order[last]
+        used = np.unique(batch.series_idx)
+        keys = [batch.series[i] for i in used.tolist()]
+        batch_keys = {
+            "sidx": used,
+            "quantity": np.array([k.quantity for k in keys], object),
+            "org": np.array([k.org for k in keys], object),
+            "site": np.array([k.site for k in keys], object),
+            "meter": np.array([k.meter for k in keys], object),
+        }
+        batch_rows = {
+            "sidx": batch.series_idx[keep],
+            "ts": batch.ts_ms[keep],
+            "value": batch.values[keep],
+            "delta": batch.deltas[keep],
+        }
+        with map_store_errors("write"):
+            con.register("batch_keys", batch_keys)
+            con.register("batch_rows", batch_rows)
+            try:
+                con.execute(_UPSERT)
+            finally:
+                con.unregister("batch_keys")
+                con.unregister("batch_rows")
+
+    async def write_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        rows = [(s.site, s.meter, s.ts_ms, s.online) for s in statuses]
+        if rows:
+            await self._run(
+                self._execute_many, "INSERT INTO device_status VALUES (?, ?, ?, ?)", rows
+            )
+
+    def _execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with map_store_errors("write"):
+            self._connection().executemany(sql, rows)
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with map_store_errors("query"):
+            return self._connection().execute(sql, params).fetchall()
+
+    @staticmethod
+    def _filters(
+        quantity: str | None, start_ms: int | None, end_ms: int | None, where: Where | None
+    ) -> tuple[str, list[Any]]:
+        terms: list[str] = []
+        params: list[Any] = []
+        if quantity is not None:
+            terms.append("quantity = ?")
+            params.append(quantity)
+        for label, value in sorted(check_where(where).items()):
+            terms.append(f"{label} = ?")
+            params.append(value)
+        if start_ms is not None:
+            terms.append("ts >= ?")
+            params.append(int(start_ms))
+        if end_ms is not None:
+            terms.append("ts < ?")
+            params.append(int(end_ms))
+        return (" WHERE " + " AND ".join(terms)) if terms else "", params
+
+    async def _rows(self, sql: str, params: list[Any]) -> ReadingBatch:
+        found = await self._run(self._fetch, sql, params)
+        return batch_from_rows((SeriesKey(o, s, m, q), ts, v, d) for q, o, s, m, ts, v, d in found)
+
+    async def query_range(
+        self, quantity: str, start_ms: int, end_ms: int, *, where: Where | None = None
+    ) -> ReadingBatch:
+        cond, params = self._filters(quantity, start_ms, end_ms, where)
+        return await self._rows(
+            f"SELECT quantity, org, site, meter, ts, value, delta FROM readings{cond}", params
+        )
+
+    async def query_aggregate(
+        self,
+        quantity: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        every_ms: int,
+        fn: AggregateFn,
+        where: Where | None = None,
+    ) -> ReadingBatch:
+        if fn not in _AGG_SQL:
+            raise ValueError(f"unknown aggregate {fn!r}")
+        if every_ms <= 0:
+            raise ValueError("every_ms must be positive")
+        cond, params = self._filters(quantity, start_ms, end_ms, where)
+        bucket = f"(ts - ((ts % {int(every_ms)}) + {int(every_ms)}) % {int(every_ms)})"
+        value_sql = _AGG_SQL[fn].format(x="value")
+        delta_sql = _AGG_SQL[fn].format(x="delta")
+        sql = (
+            f"SELECT quantity, org, site, meter, {bucket} AS bucket, {value_sql}, {delta_sql}"
+            f" FROM readings{cond} GROUP BY quantity, org, site, meter, bucket"
+        )
+        return await self._rows(sql, params)
+
+    async def latest(
+        self, quantity: str | None = None, *, where: Where | None = None
+    ) -> ReadingBatch:
+        cond, params = self._filters(quantity, None, None, where)
+        sql = (
+            "SELECT quantity, org, site, meter, max(ts), arg_max(value, ts), arg_max(delta, ts)"
+            f" FROM readings{cond} GROUP BY quantity, org, site, meter"
+        )
+        return await self._rows(sql, params)
+
+    async def consumption(
+        self,
+        quantity: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        by: GroupBy,
+        where: Where | None = None,
+    ) -> dict[str, float]:
+        key = {"meter": "site || '/' || meter", "site": "site", "org": "org"}.get(by)
+        if key is None:
+            raise ValueError(f"cannot group by {by!r} (meter, site or org)")
+        cond, params = self._filters(quantity, start_ms, end_ms, where)
+        cond += " AND delta IS NOT NULL"
+        rows = await self._run(
+            self._fetch, f"SELECT {key} AS k, sum(delta) FROM readings{cond} GROUP BY k", params
+        )
+        return {k: float(v) for k, v in sorted(rows)}
+
+    async def device_statuses(self) -> list[DeviceStatus]:
+        rows = await self._run(
+            self._fetch,
+            "SELECT site, meter, max(ts), arg_max(online, ts) FROM device_status"
+            " GROUP BY site, meter ORDER BY site, meter",
+            [],
+        )
+        return [DeviceStatus(s, m, bool(on), int(ts)) for s, m, ts, on in rows]
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+        await self._run(shut)
+        self._executor.shutdown(wait=True)

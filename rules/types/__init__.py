@@ -1,0 +1,1 @@
+"""One module per rule type: its config model and its vectorised kernel."""
