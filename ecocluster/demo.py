@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware_sim import SimConfig, Simulation, build_plan, load_scenario
 from pydantic import SecretStr
 
 from ecocluster.embedded_broker import EmbeddedBroker
 from ecocluster.registry import Cluster
 from ecocluster.settings import Settings
-from firmware_sim import SimConfig, Simulation, build_plan, load_scenario
 from ingest.stage import IngestStage
 from rules.stage import RulesStage
 from rules.transitions import Transition
@@ -57,6 +57,8 @@ class DemoSummary:
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
     store_path: Path | None = None
+    #: Set when the demo winds down: later transitions are not counted.
+    closed: bool = False
 
     @property
     def readings_rejected(self) -> int:
@@ -86,10 +88,16 @@ async def run_demo(
     )
     alerts: asyncio.Queue[Transition] = asyncio.Queue()
     rules = RulesStage(cluster, queue=alerts, tick_s=options.tick_s, event_time=True)
-    ingest = IngestStage(cluster, demo_settings, sinks=[rules])
+    simulation: Simulation | None = None
+
+    def simulated_now_ms() -> int:
+        # Readings carry simulated time: "from the future" means ahead of the simulation.
+        now = simulation.sim_now_ms() if simulation is not None else None
+        return now if now is not None else time.time_ns() // 1_000_000
+
+    ingest = IngestStage(cluster, demo_settings, sinks=[rules], clock=simulated_now_ms)
     summary = DemoSummary(store_path=options.data_dir)
     started = time.monotonic()
-    simulation: Simulation | None = None
     try:
         async with asyncio.TaskGroup() as tasks:
             ready_ingest, ready_rules = asyncio.Event(), asyncio.Event()
@@ -98,6 +106,7 @@ async def run_demo(
             tasks.create_task(_watch_alerts(alerts, summary, on_alert), name="demo.alerts")
             await asyncio.wait_for(ready_ingest.wait(), 30)
             plan = build_plan(cluster, seed=options.seed)
+            scenario = load_scenario(options.scenario) if options.scenario else None
             simulation = Simulation(
                 plan,
                 SimConfig(
@@ -107,16 +116,18 @@ async def run_demo(
                     mode="shared",
                     protocol="3.1.1",
                     speed=options.speed,
-                    duration_s=options.duration_s,
-                    scenario=load_scenario(options.scenario) if options.scenario else None,
+                    scenario=scenario,
                 ),
             )
             simulation.start()
-            await _until_done(simulation, stop)
-            simulation.stop()
-            await asyncio.to_thread(simulation.join)
+            await _until_done(simulation, stop, options.duration_s)
             await _drain(ingest, simulation.stats.readings)
             await rules.tick()
+            # Stopping the simulator takes its devices offline; that is the demo ending,
+            # not an incident, so the summary is closed first.
+            summary.closed = True
+            simulation.stop()
+            await asyncio.to_thread(simulation.join)
             raise _Done
     except* _Done:
         pass
@@ -134,9 +145,14 @@ async def run_demo(
     return summary
 
 
-async def _until_done(simulation: Simulation, stop: asyncio.Event) -> None:
-    """Until the simulation ends by itself (its duration) or the user stops the demo."""
+async def _until_done(
+    simulation: Simulation, stop: asyncio.Event, duration_s: float | None
+) -> None:
+    """Until the duration has passed, the user stops the demo, or the simulation fails."""
+    deadline = None if duration_s is None else time.monotonic() + duration_s
     while not stop.is_set() and not simulation.done:
+        if deadline is not None and time.monotonic() >= deadline:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
 
@@ -161,6 +177,8 @@ async def _watch_alerts(
 ) -> None:
     while True:
         transition = await queue.get()
+        if summary.closed:
+            continue
         if transition.state == "firing":
             summary.alerts_raised += 1
             summary.alerts_by_rule[transition.rule] += 1
@@ -179,5 +197,5 @@ def _rejections(ingest: IngestStage) -> dict[str, int]:
     return found
 
 
-class _Done(Exception):  # noqa: N818 - internal control flow
+class _Done(Exception):
     """Ends the demo's TaskGroup, cancelling the stages (each flushes on its way out)."""

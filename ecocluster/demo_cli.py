@@ -6,7 +6,7 @@ import asyncio
 import signal
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,10 @@ from rich.table import Table
 
 from ecocluster.registry import ConfigError, load_cluster
 from ecocluster.settings import load_settings
+
+if TYPE_CHECKING:
+    from ecocluster.demo import DemoSummary
+    from rules.transitions import Transition
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
@@ -66,19 +70,19 @@ def demo(
         highlight=False,
     )
 
-    def show(transition: object) -> None:
-        state = getattr(transition, "state", "")
-        if state in ("firing", "resolved"):
-            labels = getattr(transition, "labels", {})
-            where = "/".join(labels[k] for k in ("site", "meter", "quantity") if k in labels)
-            _err.print(
-                f"  alert {state:<8} {getattr(transition, 'severity', ''):<8} "
-                f"{getattr(transition, 'rule', '')}: {where} value={getattr(transition, 'value', '')}",
-                markup=False,
-                highlight=False,
-            )
+    def show(transition: Transition) -> None:
+        if transition.state not in ("firing", "resolved"):
+            return
+        labels = transition.labels
+        where = "/".join(labels[k] for k in ("site", "meter", "quantity") if k in labels)
+        _err.print(
+            f"  alert {transition.state:<8} {transition.severity:<8} {transition.rule}: "
+            f"{where} value={transition.value:g}",
+            markup=False,
+            highlight=False,
+        )
 
-    async def main() -> object:
+    async def main() -> DemoSummary:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,40 +93,29 @@ def demo(
     _print_summary(summary)
 
 
-def _print_summary(summary: object) -> None:
-    s = summary
+def _print_summary(s: DemoSummary) -> None:
     table = Table(title="ecocluster demo", show_header=False)
-    rows = [
-        ("messages sent", getattr(s, "messages_sent", 0)),
-        ("readings sent", getattr(s, "readings_sent", 0)),
-        ("faults injected", getattr(s, "faults_injected", 0)),
-        ("readings stored", getattr(s, "readings_stored", 0)),
-        ("readings rejected", getattr(s, "readings_rejected", 0)),
-        ("alerts raised", getattr(s, "alerts_raised", 0)),
-        ("wall time", f"{getattr(s, 'wall_s', 0.0):.1f} s"),
-    ]
-    for name, value in rows:
+    for name, value in (
+        ("messages sent", s.messages_sent),
+        ("readings sent", s.readings_sent),
+        ("faults injected", s.faults_injected),
+        ("readings stored", s.readings_stored),
+        ("readings rejected", s.readings_rejected),
+        ("alerts raised", s.alerts_raised),
+        ("wall time", f"{s.wall_s:.1f} s"),
+    ):
         table.add_row(name, str(value))
     _out.print(table)
-    rejected = getattr(s, "rejected_by_reason", {})
-    by_rule = getattr(s, "alerts_by_rule", {})
-    # One plain line each, for scripts and tests to read.
-    _out.print(
-        f"readings stored: {getattr(s, 'readings_stored', 0)}; "
-        f"readings rejected: {getattr(s, 'readings_rejected', 0)}; "
-        f"alerts raised: {getattr(s, 'alerts_raised', 0)}",
-        markup=False,
-        highlight=False,
-    )
-    if rejected:
-        _out.print(
-            "rejected by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(rejected.items())),
-            markup=False,
-            highlight=False,
-        )
-    if by_rule:
-        _out.print(
-            "alerts by rule: " + ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items())),
-            markup=False,
-            highlight=False,
-        )
+    # Plain lines too, for scripts and tests to read.
+    lines = [
+        f"readings stored: {s.readings_stored}; readings rejected: {s.readings_rejected}; "
+        f"alerts raised: {s.alerts_raised}"
+    ]
+    if s.rejected_by_reason:
+        reasons = sorted(s.rejected_by_reason.items())
+        lines.append("rejected by reason: " + ", ".join(f"{k}={v}" for k, v in reasons))
+    if s.alerts_by_rule:
+        rules = sorted(s.alerts_by_rule.items())
+        lines.append("alerts by rule: " + ", ".join(f"{k}={v}" for k, v in rules))
+    for line in lines:
+        _out.print(line, markup=False, highlight=False)

@@ -31,9 +31,22 @@ class JsonLinesFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, like logging's last
+    resort: a test runner or CLI runner may swap and close the stream it started with."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger; calling it again replaces the previous handler."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     if fmt == "json":
         handler.setFormatter(JsonLinesFormatter())
     else:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from ecocluster.registry import Cluster
@@ -29,7 +30,7 @@ __all__ = ["STAGES", "Stage", "build_stages", "run_node"]
 _log = logging.getLogger(__name__)
 
 #: Every stage a node can run, in the direction of the data.
-STAGES: tuple[str, ...] = ("ingest",)
+STAGES: tuple[str, ...] = ("ingest", "rules")
 
 
 class Stage(Protocol):
@@ -50,12 +51,39 @@ def build_stages(
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r} (known: {', '.join(STAGES)})")
+    if "rules" in wanted and "ingest" not in wanted:
+        raise ValueError(
+            "the rules stage is fed by ingest in the same node: run --only ingest,rules "
+            "(relaying readings to separate rule workers over MQTT is not built yet)"
+        )
     stages: list[Stage] = []
+    sinks = list(sinks)
+    if "rules" in wanted:
+        stages.append(_rules_stage(cluster, settings))
+        sinks.append(stages[-1])  # type: ignore[arg-type]
     if "ingest" in wanted:
         from ingest.stage import IngestStage
 
-        stages.append(IngestStage(cluster, settings, sinks=sinks))
+        stages.insert(0, IngestStage(cluster, settings, sinks=sinks))
     return stages
+
+
+def _rules_stage(cluster: Cluster, settings: Settings) -> Stage:
+    """Rules on wall time; until an alert stage runs in this node, transitions go out over
+    MQTT (`{prefix}/_alerts/{site}/{rule}`, QoS 1) for an alert stage elsewhere."""
+    from rules.publish import MqttTransitionPublisher
+    from rules.stage import RulesStage
+
+    publisher = MqttTransitionPublisher(
+        settings.mqtt, prefix=settings.topic_prefix, client_id=f"{settings.mqtt_client_id}-rules"
+    )
+    return RulesStage(
+        cluster,
+        publisher=publisher,
+        config_path=cluster.source,
+        snapshot_path=Path(settings.data_dir) / "rules-state.json",
+        tick_s=settings.rules_tick_s,
+    )
 
 
 async def run_node(

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     #: MQTT v5 shared subscription group (`$share/{group}/…`) for load-balanced ingest.
     ingest_share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
+    # rules
+    #: Seconds between evaluations of every rule (wall time).
+    rules_tick_s: float = Field(default=10.0, gt=0)
+
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

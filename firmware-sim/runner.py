@@ -112,6 +112,7 @@ class Simulation:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.on_progress: Callable[[int, int], None] | None = None
+        self._sent_through_ms: int | None = None
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -131,6 +132,15 @@ class Simulation:
         self._thread = threading.Thread(target=target, name="firmware-sim", daemon=True)
         self._thread.start()
         return self._thread
+
+    def sim_now_ms(self) -> int | None:
+        """How far a paced run has really published (simulated epoch ms; None before the
+        first message). Not the ideal pace: a run that falls behind must not let readings
+        that a fault pushed into the future (clock skew) look current.
+
+        Receivers of an accelerated run (the demo's ingest) judge "future" and "too old"
+        readings against this clock rather than the wall clock."""
+        return None if self.config.backfill else self._sent_through_ms
 
     @property
     def done(self) -> bool:
@@ -300,6 +310,7 @@ class Simulation:
             if not paced and self._stop.is_set():
                 return False
             transport.send(msg)
+            self._sent_through_ms = msg.due_ms
             self.stats.messages += 1
             if not paced and self.stats.messages % 1024 == 0:
                 transport.poll(0.0)  # read acks, keep the connections alive

@@ -21,7 +21,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,10 @@ _SHUTDOWN_S = 10.0
 _IDLE_S = 0.01
 
 
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @dataclass(slots=True)
 class _Work:
     """A prepared burst on its way out; each step happens once, even across a shutdown."""
@@ -78,8 +82,12 @@ class IngestStage:
         store: Store | None = None,
         sinks: Sequence[ReadingSink] = (),
         metrics: IngestMetrics | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.cluster, self.settings = cluster, settings
+        #: Receipt time in epoch ms: wall time, or a simulation's clock (the demo), against
+        #: which readings from the future or too old are refused.
+        self.clock = clock or _wall_ms
         self.store = store if store is not None else make_store(settings)
         self.sinks = list(sinks)
         self.metrics = metrics or IngestMetrics()
@@ -275,7 +283,7 @@ class IngestStage:
 
     def _prepare(self, messages: list[Inbound]) -> _Work:
         """Decode, validate, dead-letter and compute deltas (no I/O but the logs)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = self.clock()
         prepared = prepare(messages, self.router, self.cluster.series, self.limits, now_ms=now_ms)
         for kind, n in prepared.kinds.items():
             if n:

@@ -21,7 +21,7 @@ ALLOWED = {
     "firmware_sim": {"ecocluster"},
 }
 #: Composition roots: they wire stages together and may import any of them.
-COMPOSERS = {"cli.py", "node.py", "node_cli.py", "demo.py"}
+COMPOSERS = {"cli.py", "node.py", "node_cli.py", "demo.py", "demo_cli.py"}
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -7,12 +7,20 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOTS = {"ecocluster": "ecocluster", "ingest": "ingest", "rules": "rules", "alerts": "alerts",
-         "api": "api", "firmware-sim": "firmware_sim"}
+ROOTS = {
+    "ecocluster": "ecocluster",
+    "ingest": "ingest",
+    "rules": "rules",
+    "alerts": "alerts",
+    "api": "api",
+    "firmware-sim": "firmware_sim",
+}
 
 
 def test_every_package_is_listed() -> None:
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = set()
     for folder, name in ROOTS.items():
         for init in (ROOT / folder).rglob("__init__.py"):
