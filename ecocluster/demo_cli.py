@@ -12,8 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecocluster.registry import ConfigError, load_cluster
-from ecocluster.settings import load_settings
+from ecocluster.cli_support import load_config_or_exit
 
 if TYPE_CHECKING:
     from ecocluster.demo import DemoSummary
@@ -49,16 +48,7 @@ def demo(
     if not config.is_file():
         _err.print(f"{config}: not found; run from the repository root or pass --config FILE")
         raise typer.Exit(2)
-    try:
-        cluster = load_cluster(config)
-        settings = load_settings(cluster.settings)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        _err.print(f"{config}: settings: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    cluster, settings = load_config_or_exit(config)
     target = data_dir or Path(tempfile.mkdtemp(prefix="ecocluster-demo-"))
     options = DemoOptions(
         data_dir=target, duration_s=duration, speed=speed, scenario=scenario, seed=seed

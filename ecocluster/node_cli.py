@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ecocluster.cli_support import load_config_or_exit
 from ecocluster.logs import setup_logging
-from ecocluster.registry import ConfigError, load_cluster
-from ecocluster.settings import load_settings
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -31,16 +30,7 @@ def run(
     """Run the pipeline's stages against the configured broker and store."""
     from ecocluster.node import build_stages, run_node
 
-    try:
-        cluster = load_cluster(config)
-        settings = load_settings(cluster.settings)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        _err.print(f"{config}: settings: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    cluster, settings = load_config_or_exit(config)
     setup_logging(settings.log_level, settings.log_format)
     wanted = [s.strip() for s in only.split(",") if s.strip()] if only else None
     try:

@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecocluster.cli_support import load_config_or_exit
 from ecocluster.durations import format_duration, parse_duration
-from ecocluster.registry import Cluster, ConfigError, load_cluster
-from ecocluster.settings import load_settings
+from ecocluster.registry import Cluster, ConfigError
 from rules.backtest import BacktestResult, run_backtest
 
 __all__ = ["parse_time", "register"]
@@ -132,16 +132,8 @@ def register(app: typer.Typer) -> None:
         The store is chosen like the rest: ECOCLUSTER_INFLUX_URL set → InfluxDB, else the
         DuckDB file under ECOCLUSTER_DATA_DIR.
         """
-        try:
-            cluster = _only_rules(load_cluster(config), rule or [])
-            settings = load_settings(cluster.settings)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                _err.print(str(issue), markup=False, highlight=False)
-            raise typer.Exit(1) from None
-        except ValueError as exc:
-            _err.print(f"{config}: settings: {exc}", markup=False, highlight=False)
-            raise typer.Exit(1) from None
+        cluster, settings = load_config_or_exit(config)
+        cluster = _only_rules(cluster, rule or [])
         tz = ZoneInfo(cluster.territory.timezone)
         now = datetime.now(tz)
         end = parse_time(to, tz, now=now)
