@@ -87,7 +87,6 @@ def _print_summary(s: DemoSummary) -> None:
     table = Table(title="ecocluster demo", show_header=False)
     for name, value in (
         ("messages sent", s.messages_sent),
-        ("readings sent", s.readings_sent),
         ("faults injected", s.faults_injected),
         ("readings stored", s.readings_stored),
         ("readings rejected", s.readings_rejected),
