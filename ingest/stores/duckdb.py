@@ -3,7 +3,8 @@
 Same semantics as InfluxDB: the primary key is (quantity, org, site, meter, ts), a rewrite
 overwrites the value and keeps the stored delta when the new one is missing (InfluxDB's
 field union). Batches are appended straight from the numpy columns (DuckDB scans a dict of
-arrays). DuckDB calls block, so they run on one dedicated thread, never on the loop.
+arrays), and query results come back as numpy columns (`fetchnumpy`), never row by row.
+DuckDB calls block, so they run on one dedicated thread, never on the loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from ecocluster.types import DeviceStatus, ReadingBatch, SeriesKey
 from ingest.errors import StoreUnavailable
-from ingest.stores._rows import batch_from_rows, check_where
+from ingest.stores._rows import check_where
 from ingest.stores.base import AggregateFn, GroupBy, Where
 
 __all__ = ["DuckDBStore", "map_store_errors"]
@@ -44,6 +45,9 @@ SELECT k.quantity, k.org, k.site, k.meter, b.ts, b.value,
 FROM batch_rows AS b JOIN batch_keys AS k ON b.sidx = k.sidx
 ON CONFLICT DO UPDATE SET value = excluded.value, delta = coalesce(excluded.delta, readings.delta)
 """
+#: `SeriesKey` field order: Python's tuple order (DuckDB compares VARCHARs bytewise, which is
+#: code point order, as Python compares `str`).
+_SERIES_ORDER: Final = "org, site, meter, quantity"
 _AGG_SQL: Final = {
     "mean": "avg({x})",
     "min": "min({x})",
@@ -164,16 +168,52 @@ class DuckDBStore:
             params.append(int(end_ms))
         return (" WHERE " + " AND ".join(terms)) if terms else "", params
 
+    def _fetch_batch(self, sql: str, params: list[Any]) -> ReadingBatch:
+        """`sql` selects (org, site, meter, quantity, ts, value, delta), one row per series
+        and ts → a batch sorted by series, then time, built from numpy columns.
+
+        One query, one row per series in series order, with its readings as time-ordered
+        lists: `fetchnumpy` turns each list into a numpy array, so Python touches the series,
+        never the readings, and the series table comes with the rows (no second query).
+        """
+        per_series = (
+            "SELECT org, site, meter, quantity, list(ts::BIGINT ORDER BY ts) AS ts,"
+            " list(value::DOUBLE ORDER BY ts) AS value,"
+            " list(coalesce(delta::DOUBLE, 'NaN'::DOUBLE) ORDER BY ts) AS delta"
+            f" FROM ({sql}) AS r GROUP BY org, site, meter, quantity ORDER BY {_SERIES_ORDER}"
+        )
+        with map_store_errors("query"):
+            found = self._connection().execute(per_series, params).fetchnumpy()
+        n_series = len(found["ts"])
+        if n_series == 0:
+            return ReadingBatch.empty()
+        series = tuple(
+            map(
+                SeriesKey,
+                found["org"].tolist(),
+                found["site"].tolist(),
+                found["meter"].tolist(),
+                found["quantity"].tolist(),
+            )
+        )
+        counts = np.fromiter(map(len, found["ts"]), np.int64, n_series)
+        return ReadingBatch(
+            series=series,
+            series_idx=np.repeat(np.arange(n_series, dtype=np.int64), counts),
+            ts_ms=np.concatenate(found["ts"]).astype(np.int64, copy=False),
+            values=np.concatenate(found["value"]).astype(np.float64, copy=False),
+            deltas=np.concatenate(found["delta"]).astype(np.float64, copy=False),
+        )
+
     async def _rows(self, sql: str, params: list[Any]) -> ReadingBatch:
-        found = await self._run(self._fetch, sql, params)
-        return batch_from_rows((SeriesKey(o, s, m, q), ts, v, d) for q, o, s, m, ts, v, d in found)
+        return await self._run(self._fetch_batch, sql, params)
 
     async def query_range(
         self, quantity: str, start_ms: int, end_ms: int, *, where: Where | None = None
     ) -> ReadingBatch:
         cond, params = self._filters(quantity, start_ms, end_ms, where)
         return await self._rows(
-            f"SELECT quantity, org, site, meter, ts, value, delta FROM readings{cond}", params
+            f"SELECT org, site, meter, quantity, ts, value, delta FROM readings{cond}", params
         )
 
     async def query_aggregate(
@@ -195,8 +235,9 @@ class DuckDBStore:
         value_sql = _AGG_SQL[fn].format(x="value")
         delta_sql = _AGG_SQL[fn].format(x="delta")
         sql = (
-            f"SELECT quantity, org, site, meter, {bucket} AS bucket, {value_sql}, {delta_sql}"
-            f" FROM readings{cond} GROUP BY quantity, org, site, meter, bucket"
+            "SELECT org, site, meter, quantity, bucket AS ts, v AS value, d AS delta FROM ("
+            f"SELECT org, site, meter, quantity, {bucket} AS bucket, {value_sql} AS v,"
+            f" {delta_sql} AS d FROM readings{cond} GROUP BY org, site, meter, quantity, bucket)"
         )
         return await self._rows(sql, params)
 
@@ -204,9 +245,13 @@ class DuckDBStore:
         self, quantity: str | None = None, *, where: Where | None = None
     ) -> ReadingBatch:
         cond, params = self._filters(quantity, None, None, where)
+        # arg_max skips a NULL arg (it would return an older reading's delta); a struct is
+        # never NULL, so this takes the newest reading's delta, NULL or not, on any version.
         sql = (
-            "SELECT quantity, org, site, meter, max(ts), arg_max(value, ts), arg_max(delta, ts)"
-            f" FROM readings{cond} GROUP BY quantity, org, site, meter"
+            "SELECT org, site, meter, quantity, t AS ts, v AS value, d AS delta FROM ("
+            "SELECT org, site, meter, quantity, max(ts) AS t, arg_max(value, ts) AS v,"
+            " arg_max(struct_pack(d := delta), ts).d AS d"
+            f" FROM readings{cond} GROUP BY org, site, meter, quantity)"
         )
         return await self._rows(sql, params)
 

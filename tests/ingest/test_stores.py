@@ -121,6 +121,48 @@ async def test_latest_per_series(store: Store) -> None:
     assert rows_of(only_power) == [(P1, T0 + 5, 2.0, None)]
 
 
+async def test_several_series_sorted_with_their_own_table_and_nan_deltas(store: Store) -> None:
+    e3 = SeriesKey("o1", "s3", "em-03", "energy_kwh")
+    await store.write(
+        batch(
+            [
+                (E2, T0 + 2000, 3.0, 1.0),
+                (e3, T0 + 1000, 8.0, NAN),
+                (E1, T0 + 1000, 2.0, NAN),
+                (E2, T0, 2.0, NAN),
+                (e3, T0, 7.0, 0.5),
+                (E1, T0, 1.0, 0.25),
+                (P1, T0, 9.0, NAN),
+            ]
+        )
+    )
+    got = await store.query_range("energy_kwh", T0, T0 + 10_000)
+    assert list(got.series) == [E1, e3, E2]
+    assert got.series_idx.dtype == np.int64 and got.ts_ms.dtype == np.int64
+    assert got.values.dtype == np.float64 and got.deltas.dtype == np.float64
+    assert rows_of(got) == [
+        (E1, T0, 1.0, 0.25),
+        (E1, T0 + 1000, 2.0, None),
+        (e3, T0, 7.0, 0.5),
+        (e3, T0 + 1000, 8.0, None),
+        (E2, T0, 2.0, None),
+        (E2, T0 + 2000, 3.0, 1.0),
+    ]
+    only_o1 = await store.query_range("energy_kwh", T0, T0 + 10_000, where={"org": "o1"})
+    assert list(only_o1.series) == [E1, e3] and len(only_o1) == 4
+    assert len(await store.query_range("energy_kwh", T0 + 5000, T0 + 10_000)) == 0
+    agg = await store.query_aggregate("energy_kwh", T0, T0 + 10_000, every_ms=60_000, fn="sum")
+    assert rows_of(agg) == [(E1, T0, 3.0, 0.25), (e3, T0, 15.0, 0.5), (E2, T0, 5.0, 1.0)]
+    count = await store.query_aggregate("power_w", T0, T0 + 10_000, every_ms=60_000, fn="count")
+    assert rows_of(count) == [(P1, T0, 1.0, None)]
+    newest = await store.latest("energy_kwh")
+    assert rows_of(newest) == [
+        (E1, T0 + 1000, 2.0, None),
+        (e3, T0 + 1000, 8.0, None),
+        (E2, T0 + 2000, 3.0, 1.0),
+    ]
+
+
 async def test_consumption_sums_deltas_per_meter_site_and_org(store: Store) -> None:
     await store.write(
         batch(
