@@ -26,7 +26,7 @@ def test_demo_runs_the_whole_pipeline_and_reports_what_it_stored(tmp_path: Path)
             "ecocluster",
             "demo",
             "--duration",
-            "25",
+            "32",
             "--data-dir",
             str(tmp_path),
         ],
@@ -44,7 +44,8 @@ def test_demo_runs_the_whole_pipeline_and_reports_what_it_stored(tmp_path: Path)
     assert found, result.stdout
     stored, rejected, alerts = map(int, found.groups())
     assert stored > 10_000
-    # stress-mix: a hotel overload 3 simulated hours in (15 s at 720×), an NO2 episode at 2 h
+    # stress-mix: a hotel overload 3 simulated hours in (15 s at 720×, ~20 s when the
+    # simulator lags on a busy machine), an NO2 episode at 2 h
     assert alerts >= 2
     assert "power-overload=" in result.stdout and "no2-hourly-limit=" in result.stdout
     with duckdb.connect(str(tmp_path / DUCKDB_FILE), read_only=True) as db:
