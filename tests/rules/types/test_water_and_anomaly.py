@@ -12,6 +12,18 @@ Q = 15 * MIN
 DAY0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY  # a UTC midnight
 
 
+#: A burst rule shared by the burst tests: a 300 l/min jump held 5 min over a 30 min baseline.
+BURST = {
+    "name": "burst",
+    "type": "burst",
+    "quantity": "flow_lpm",
+    "jump": 300,
+    "window": "5m",
+    "baseline": "30m",
+    "match": {"site": "s1"},
+}
+
+
 def quarter_hours(
     row: int, days: float, value: Callable[[int], float]
 ) -> list[tuple[int, int, float]]:
@@ -93,17 +105,7 @@ def test_continuous_flow_never_zero_in_a_day(make_engine: Callable[..., RuleEngi
 def test_burst_fires_on_a_sustained_jump_and_lasts_while_the_flow_stays_up(
     make_engine: Callable[..., RuleEngine],
 ) -> None:
-    engine = make_engine(
-        {
-            "name": "burst",
-            "type": "burst",
-            "quantity": "flow_lpm",
-            "jump": 300,
-            "window": "5m",
-            "baseline": "30m",
-            "match": {"site": "s1"},
-        }
-    )
+    engine = make_engine(BURST)
     flow = [100.0] * 40 + [500.0] * 60 + [100.0] * 10
     readings = [(1, DAY0 + i * MIN + 30_000, v) for i, v in enumerate(flow)]
     got = feed_and_tick(engine, readings, [DAY0 + m * MIN for m in range(30, 111)])
@@ -180,17 +182,7 @@ def test_burst_with_factor_and_jump_needs_both(make_engine: Callable[..., RuleEn
 def test_burst_on_a_meter_reporting_every_five_minutes(
     make_engine: Callable[..., RuleEngine],
 ) -> None:
-    engine = make_engine(
-        {
-            "name": "burst",
-            "type": "burst",
-            "quantity": "flow_lpm",
-            "jump": 300,
-            "window": "5m",
-            "baseline": "30m",
-            "match": {"site": "s1"},
-        }
-    )
+    engine = make_engine(BURST)
     flow = [100.0] * 8 + [500.0] * 4  # one reading per 5 min; the jump at minute 40
     readings = [(1, DAY0 + i * 5 * MIN + 30_000, v) for i, v in enumerate(flow)]
     got = feed_and_tick(engine, readings, [DAY0 + m * MIN for m in range(30, 56)])
