@@ -50,7 +50,7 @@ class BenchMosquitto(MosquittoServer):
 
 
 def power_meters() -> list[tuple[str, str]]:
-    from ecocluster.registry import load_cluster
+    from ecocluster.core.registry import load_cluster
 
     cluster = load_cluster(CLUSTER)
     return [(m.site, m.id) for m in cluster.meters if "power_w" in m.quantities]
@@ -210,10 +210,10 @@ def consumer_naive(port: int, client_id: str, qos: int, n: int, influx: str, db:
 
 def consumer_ingest(port: int, client_id: str, qos: int, n: int, influx: str, db: str) -> None:
     import httpx
+    from ecocluster.ingest.stage import IngestStage
 
-    from ecocluster.registry import load_cluster
-    from ecocluster.settings import load_settings
-    from ingest.stage import IngestStage
+    from ecocluster.core.registry import load_cluster
+    from ecocluster.core.settings import load_settings
 
     cluster = load_cluster(CLUSTER)
     settings = load_settings(

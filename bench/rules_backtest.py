@@ -14,11 +14,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from firmware_sim import generate
+from ecocluster.ingest.stores.duckdb import DuckDBStore
+from ecocluster.rules.backtest import run_backtest
+from ecocluster.sim import generate
 
-from ecocluster.registry import load_cluster
-from ingest.stores.duckdb import DuckDBStore
-from rules.backtest import run_backtest
+from ecocluster.core.registry import load_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 START_MS = 1_767_222_000_000  # 2026-01-01 00:00 Europe/Rome
@@ -42,7 +42,7 @@ async def _bench(days: int) -> dict[str, float]:
         # The example's rules use fields this engine renamed: use the detection rule set.
         from detection import RULES
 
-        from ecocluster.cluster import RuleSpec
+        from ecocluster.core.cluster import RuleSpec
 
         tuned = dataclasses.replace(cluster, rules=tuple(RuleSpec.model_validate(r) for r in RULES))
         result = await run_backtest(tuned, store, START_MS, START_MS + days * DAY_MS)

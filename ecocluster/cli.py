@@ -15,9 +15,9 @@ import typer
 from rich.console import Console
 
 from ecocluster import __version__
-from ecocluster.logs import setup_logging
-from ecocluster.registry import ConfigError, load_cluster
-from ecocluster.settings import load_settings
+from ecocluster.core.logs import setup_logging
+from ecocluster.core.registry import ConfigError, load_cluster
+from ecocluster.core.settings import load_settings
 
 app = typer.Typer(
     name="ecocluster",
@@ -31,9 +31,9 @@ _err = Console(stderr=True, soft_wrap=True)
 
 #: Modules that add commands with `register(app)`: listed once an issue builds them.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "firmware_sim.cli",
-    "ingest.cli",
-    "rules.cli",
+    "ecocluster.sim.cli",
+    "ecocluster.ingest.cli",
+    "ecocluster.rules.cli",
     "ecocluster.node_cli",
     "ecocluster.demo_cli",
 )

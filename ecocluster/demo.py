@@ -20,15 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firmware_sim import SimConfig, Simulation, build_plan, load_scenario
 from pydantic import SecretStr
 
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
 from ecocluster.embedded_broker import EmbeddedBroker
-from ecocluster.registry import Cluster
-from ecocluster.settings import Settings
-from ingest.stage import IngestStage
-from rules.stage import RulesStage
-from rules.transitions import Transition
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.rules.stage import RulesStage
+from ecocluster.rules.transitions import Transition
+from ecocluster.sim import SimConfig, Simulation, build_plan, load_scenario
 
 __all__ = ["DemoOptions", "DemoSummary", "run_demo"]
 

@@ -12,15 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecocluster.cli_support import load_config_or_exit
+from ecocluster.core.cli_support import load_config_or_exit
 
 if TYPE_CHECKING:
     from ecocluster.demo import DemoSummary
-    from rules.transitions import Transition
+    from ecocluster.rules.transitions import Transition
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
-DEFAULT_CONFIG = Path("deploy/cluster.example.yaml")
+DEFAULT_CONFIG = Path(__file__).with_name("cluster.example.yaml")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,7 @@
 every stage, the stages never import each other backwards).
 
 Stages expose `name` and `async def run(ready: asyncio.Event) -> None`. Data flows one way:
-the ingest stage hands what it made durable to its `sinks` (`ecocluster.types.ReadingSink`),
+the ingest stage hands what it made durable to its `sinks` (`ecocluster.core.types.ReadingSink`),
 so a rules stage joins by being built first and passed to ingest as a sink:
 
     rules = RulesStage(...)                      # implements ReadingSink
@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from ecocluster.registry import Cluster
-from ecocluster.settings import Settings
-from ecocluster.types import ReadingSink
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
+from ecocluster.core.types import ReadingSink
 
 __all__ = ["STAGES", "Stage", "build_stages", "run_node"]
 
@@ -62,7 +62,7 @@ def build_stages(
         stages.append(_rules_stage(cluster, settings))
         sinks.append(stages[-1])  # type: ignore[arg-type]
     if "ingest" in wanted:
-        from ingest.stage import IngestStage
+        from ecocluster.ingest.stage import IngestStage
 
         stages.insert(0, IngestStage(cluster, settings, sinks=sinks))
     return stages
@@ -71,8 +71,8 @@ def build_stages(
 def _rules_stage(cluster: Cluster, settings: Settings) -> Stage:
     """Rules on wall time; until an alert stage runs in this node, transitions go out over
     MQTT (`{prefix}/_alerts/{site}/{rule}`, QoS 1) for an alert stage elsewhere."""
-    from rules.publish import MqttTransitionPublisher
-    from rules.stage import RulesStage
+    from ecocluster.rules.publish import MqttTransitionPublisher
+    from ecocluster.rules.stage import RulesStage
 
     publisher = MqttTransitionPublisher(
         settings.mqtt, prefix=settings.topic_prefix, client_id=f"{settings.mqtt_client_id}-rules"

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ecocluster.cli_support import load_config_or_exit
-from ecocluster.logs import setup_logging
+from ecocluster.core.cli_support import load_config_or_exit
+from ecocluster.core.logs import setup_logging
 
 _err = Console(stderr=True, soft_wrap=True)
 

@@ -6,7 +6,7 @@ Library use
 -----------
 Broker-free, for scoring detectors (numpy columns, deterministic for a seed)::
 
-    from firmware_sim import generate, ground_truth
+    from ecocluster.sim import generate, ground_truth
     cluster = load_cluster("deploy/cluster.example.yaml")
     for batch in generate(cluster, start, end, seed=1, scenario="bad-winter-week"):
         batch.series[batch.series_idx[i]]  # SeriesKey(org, site, meter, quantity)

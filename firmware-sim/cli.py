@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ecocluster.durations import parse_duration
-from ecocluster.registry import ConfigError, load_cluster
+from ecocluster.core.durations import parse_duration
+from ecocluster.core.registry import ConfigError, load_cluster
 
 from .plan import build_plan
 from .runner import SimConfig, Simulation

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
-from ecocluster.settings import MqttTarget
+from ecocluster.core.settings import MqttTarget
 
 from .payloads import Encoder, Message, status_topic
 from .plan import SimPlan

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ecocluster.types import BoolArray, FloatArray, IntArray
+from ecocluster.core.types import BoolArray, FloatArray, IntArray
 
 from .plan import MeterSpec
 

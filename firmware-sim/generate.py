@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ecocluster.types import FloatArray, IntArray, ReadingBatch, SeriesKey
+from ecocluster.core.types import FloatArray, IntArray, ReadingBatch, SeriesKey
 
 from .faults import HOSTILE_IDS, MALFORMED_VARIANTS, Fault, apply_physical
 from .localtime import local_time

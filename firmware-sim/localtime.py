@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ecocluster.types import BoolArray, FloatArray, IntArray
+from ecocluster.core.types import BoolArray, FloatArray, IntArray
 
 __all__ = ["LocalTime", "easter", "local_time"]
 

@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 import numpy.typing as npt
 
-from ecocluster.types import FloatArray, IntArray
+from ecocluster.core.types import FloatArray, IntArray
 
 __all__ = ["normal", "stream_key", "uniform", "value_noise"]
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ecocluster.registry import Cluster
+from ecocluster.core.registry import Cluster
 
 from .faults import Fault
 from .generate import Generator, SimBatch

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import numpy as np
 
-from ecocluster.registry import Cluster
-from ecocluster.types import QUANTITIES, IntArray, SeriesKey
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import QUANTITIES, IntArray, SeriesKey
 
 from .noise import stream_key, uniform
 from .scale import scale_cluster

@@ -32,7 +32,7 @@ from typing import IO, Literal
 
 import numpy as np
 
-from ecocluster.settings import MqttTarget, _parse_mqtt_url
+from ecocluster.core.settings import MqttTarget, _parse_mqtt_url
 
 from .devices import DeviceFleet
 from .generate import Generator, SimBatch

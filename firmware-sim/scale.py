@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ecocluster.registry import Cluster
+from ecocluster.core.registry import Cluster
 
 __all__ = ["scale_cluster"]
 

@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ecocluster.durations import Duration
+from ecocluster.core.durations import Duration
 
 from .faults import DEFAULT_QUANTITY, FAULT_KINDS, METER_LEVEL_KINDS, Fault, effective_params
 from .noise import stream_key

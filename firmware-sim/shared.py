@@ -34,7 +34,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ecocluster.settings import MqttTarget
+from ecocluster.core.settings import MqttTarget
 
 from .payloads import Encoder, Message
 

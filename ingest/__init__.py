@@ -6,7 +6,7 @@ opens the configured store for the later stages' queries."""
 
 from __future__ import annotations
 
-from ingest.errors import (
+from ecocluster.ingest.errors import (
     IngestError,
     PayloadError,
     Reason,
@@ -15,9 +15,9 @@ from ingest.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from ingest.metrics import IngestMetrics
-from ingest.stage import IngestStage
-from ingest.stores import Store, make_store
+from ecocluster.ingest.metrics import IngestMetrics
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.ingest.stores import Store, make_store
 
 __all__ = [
     "IngestError",

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
-
-from ingest.errors import Reason
-from ingest.units import canonical_quantity, conversion_for, units_of
+from ecocluster.ingest.errors import Reason
+from ecocluster.ingest.units import canonical_quantity, conversion_for, units_of
 
 __all__ = ["Columns", "Rejection", "decode_native", "decode_senml"]
 

@@ -26,8 +26,8 @@ from typing import Final
 import numpy as np
 import orjson
 
-from ecocluster.registry import Cluster
-from ecocluster.types import CUMULATIVE_QUANTITIES, IntArray, ReadingBatch, SeriesKey
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import CUMULATIVE_QUANTITIES, IntArray, ReadingBatch, SeriesKey
 
 __all__ = ["RegisterFlags", "RegisterTracker"]
 

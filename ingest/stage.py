@@ -25,18 +25,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecocluster.registry import Cluster
-from ecocluster.settings import Settings
-from ecocluster.types import DeviceStatus, ReadingBatch, ReadingSink
-from ingest.deadletter import DeadLetterLog
-from ingest.errors import SpoolFullError, StoreRejected, StoreUnavailable
-from ingest.metrics import IngestMetrics
-from ingest.pipeline import Limits, dedupe_last, prepare
-from ingest.registers import RegisterTracker
-from ingest.spool import Spool
-from ingest.stores import Store, make_store
-from ingest.subscriber import Inbound, MqttSubscriber, SubscriberError
-from ingest.validate import TopicRouter
+from ecocluster.ingest.deadletter import DeadLetterLog
+from ecocluster.ingest.errors import SpoolFullError, StoreRejected, StoreUnavailable
+from ecocluster.ingest.metrics import IngestMetrics
+from ecocluster.ingest.pipeline import Limits, dedupe_last, prepare
+from ecocluster.ingest.registers import RegisterTracker
+from ecocluster.ingest.spool import Spool
+from ecocluster.ingest.stores import Store, make_store
+from ecocluster.ingest.subscriber import Inbound, MqttSubscriber, SubscriberError
+from ecocluster.ingest.validate import TopicRouter
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
+from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
 
 __all__ = ["IngestStage"]
 

@@ -24,10 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
-from ecocluster.settings import Settings
-from ecocluster.types import is_valid_id
-from ingest.errors import IngestError
-from ingest.mqtt import (
+from ecocluster.ingest.errors import IngestError
+from ecocluster.ingest.mqtt import (
     DISCONNECT,
     PINGREQ,
     Inbound,
@@ -37,6 +35,9 @@ from ingest.mqtt import (
     puback_packets,
     subscribe_packet,
 )
+
+from ecocluster.core.settings import Settings
+from ecocluster.core.types import is_valid_id
 
 __all__ = ["Inbound", "MqttSubscriber", "SubscriberError", "topic_filters"]
 

@@ -1,4 +1,4 @@
-"""Unit normalisation: SenML names and units → the canonical quantities of `ecocluster.types`.
+"""Unit normalisation: SenML names and units → the canonical quantities of `ecocluster.core.types`.
 
 Gases given as mixing ratios (ppb, ppm) are converted to mass concentrations at the EU
 reference conditions for gaseous pollutants (Directive 2008/50/EC, Annex VI: 293.15 K and

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-from rules.backtest import BacktestResult, Episode, run_backtest
-from rules.engine import ReloadReport, RuleEngine
-from rules.publish import MqttTransitionPublisher, alert_topic, alerts_filter
-from rules.stage import RulesStage
-from rules.transitions import Transition
-from rules.window import HotWindow, WindowConfig
+from ecocluster.rules.backtest import BacktestResult, Episode, run_backtest
+from ecocluster.rules.engine import ReloadReport, RuleEngine
+from ecocluster.rules.publish import MqttTransitionPublisher, alert_topic, alerts_filter
+from ecocluster.rules.stage import RulesStage
+from ecocluster.rules.transitions import Transition
+from ecocluster.rules.window import HotWindow, WindowConfig
 
 __all__ = [
     "BacktestResult",

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ecocluster.types import FloatArray, IntArray
+from ecocluster.core.types import FloatArray, IntArray
 
 __all__ = ["HOURS_PER_WEEK", "BaselineTable", "hour_of_week"]
 

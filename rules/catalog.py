@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
+from ecocluster.rules.config import RuleBase
+from ecocluster.rules.kernel import CompileContext, Kernel, RuleCompileError
+from ecocluster.rules.types.absence import AbsenceKernel, AbsenceRule
+from ecocluster.rules.types.anomaly import AnomalyKernel, AnomalyRule
+from ecocluster.rules.types.burst import BurstKernel, BurstRule
+from ecocluster.rules.types.night_flow import NightFlowKernel, NightFlowRule
+from ecocluster.rules.types.rate import RateKernel, RateRule
+from ecocluster.rules.types.stuck import StuckKernel, StuckRule
+from ecocluster.rules.types.threshold import ThresholdKernel, ThresholdRule
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ecocluster.registry import Cluster
-from ecocluster.yamlsource import ConfigError, ConfigIssue
-from rules.config import RuleBase
-from rules.kernel import CompileContext, Kernel, RuleCompileError
-from rules.types.absence import AbsenceKernel, AbsenceRule
-from rules.types.anomaly import AnomalyKernel, AnomalyRule
-from rules.types.burst import BurstKernel, BurstRule
-from rules.types.night_flow import NightFlowKernel, NightFlowRule
-from rules.types.rate import RateKernel, RateRule
-from rules.types.stuck import StuckKernel, StuckRule
-from rules.types.threshold import ThresholdKernel, ThresholdRule
+from ecocluster.core.registry import Cluster
+from ecocluster.core.yamlsource import ConfigError, ConfigIssue
 
 __all__ = ["KERNELS", "AnyRule", "compile_rules", "parse_rule", "parse_rules"]
 

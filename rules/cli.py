@@ -15,13 +15,13 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from ecocluster.rules.backtest import BacktestResult, run_backtest
 from rich.console import Console
 from rich.table import Table
 
-from ecocluster.cli_support import load_config_or_exit
-from ecocluster.durations import format_duration, parse_duration
-from ecocluster.registry import Cluster, ConfigError
-from rules.backtest import BacktestResult, run_backtest
+from ecocluster.core.cli_support import load_config_or_exit
+from ecocluster.core.durations import format_duration, parse_duration
+from ecocluster.core.registry import Cluster, ConfigError
 
 __all__ = ["parse_time", "register"]
 
@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
 async def _run(
     cluster: Cluster, settings: object, start_ms: int, end_ms: int, tick_ms: int
 ) -> BacktestResult:
-    from ingest.stores import make_store
+    from ecocluster.ingest.stores import make_store
 
     store = make_store(settings)  # type: ignore[arg-type]
     await store.open()

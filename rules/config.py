@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ecocluster.durations import Duration
-from ecocluster.types import Quantity, Severity
+from ecocluster.core.durations import Duration
+from ecocluster.core.types import Quantity, Severity
 
 __all__ = [
     "ActiveWindow",

@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+from ecocluster.rules.config import RuleBase, ms
+from ecocluster.rules.series import SeriesTable
+from ecocluster.rules.state import RuleState
+from ecocluster.rules.targets import Targets, build_targets
+from ecocluster.rules.transitions import LEVEL_BY_SEVERITY
+from ecocluster.rules.window import HotWindow
 
-from ecocluster.registry import Cluster
-from ecocluster.types import FloatArray
-from rules.config import RuleBase, ms
-from rules.series import SeriesTable
-from rules.state import RuleState
-from rules.targets import Targets, build_targets
-from rules.transitions import LEVEL_BY_SEVERITY
-from rules.window import HotWindow
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import FloatArray
 
 __all__ = ["CompileContext", "Kernel", "RuleCompileError", "Verdict"]
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ecocluster.types import FloatArray, IntArray
+from ecocluster.core.types import FloatArray, IntArray
 
 __all__ = ["NightTracker", "night_of"]
 

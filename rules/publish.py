@@ -12,9 +12,9 @@ import logging
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
+from ecocluster.rules.transitions import Transition
 
-from ecocluster.settings import MqttTarget
-from rules.transitions import Transition
+from ecocluster.core.settings import MqttTarget
 
 __all__ = ["MqttTransitionPublisher", "TransitionPublisher", "alert_topic", "alerts_filter"]
 

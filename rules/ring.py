@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from ecocluster.types import BoolArray, FloatArray, IntArray
+from ecocluster.core.types import BoolArray, FloatArray, IntArray
 
 CountArray: TypeAlias = npt.NDArray[np.int32]
 

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ecocluster.registry import Cluster
-from ecocluster.types import QUANTITIES, BoolArray, IntArray, SeriesKey
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import QUANTITIES, BoolArray, IntArray, SeriesKey
 
 __all__ = ["SCOPE_LABELS", "SeriesTable"]
 

@@ -29,14 +29,15 @@ from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
-from ecocluster.registry import Cluster, load_cluster
-from ecocluster.types import DeviceStatus, ReadingBatch
-from ecocluster.yamlsource import ConfigError
-from rules.engine import RuleEngine
-from rules.publish import TransitionPublisher
-from rules.snapshot import load_snapshot, save_snapshot
-from rules.transitions import Transition
-from rules.window import WindowConfig
+from ecocluster.rules.engine import RuleEngine
+from ecocluster.rules.publish import TransitionPublisher
+from ecocluster.rules.snapshot import load_snapshot, save_snapshot
+from ecocluster.rules.transitions import Transition
+from ecocluster.rules.window import WindowConfig
+
+from ecocluster.core.registry import Cluster, load_cluster
+from ecocluster.core.types import DeviceStatus, ReadingBatch
+from ecocluster.core.yamlsource import ConfigError
 
 __all__ = ["RulesStage", "StageState"]
 

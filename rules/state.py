@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ecocluster.types import BoolArray, FloatArray, IntArray
+from ecocluster.core.types import BoolArray, FloatArray, IntArray
 
 __all__ = ["FIRING", "OK", "PENDING", "Events", "RuleState"]
 

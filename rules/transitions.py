@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ecocluster.types import Severity
+from ecocluster.core.types import Severity
 
 __all__ = ["SEVERITY_BY_LEVEL", "Transition", "TransitionState"]
 

@@ -5,14 +5,40 @@ A missing binary fails the suite with the command to install it; nothing silentl
 
 from __future__ import annotations
 
-import itertools
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
+import os
+import sys
 
-import pytest
 
-from tests.services import (
+def _prefer_the_installed_package() -> None:
+    """Tests run against the installed `ecocluster`, never the source folder of the same name.
+
+    The repository root is on sys.path (pytest's rootdir, `python -m`'s cwd) so that `tests`
+    imports; but there `ecocluster/` is only the composition folder: `ecocluster.ingest` and
+    the other stages are mapped in from sibling folders at install time (pyproject
+    `package-dir`). Moving the root to the end lets site-packages (or an editable install's
+    finder) answer `import ecocluster` first while `tests` still resolves.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mine = [p for p in sys.path if os.path.abspath(p or os.curdir) == root]
+    for p in mine:
+        sys.path.remove(p)
+    sys.path.extend(mine)
+    for name in [m for m in sys.modules if m == "ecocluster" or m.startswith("ecocluster.")]:
+        del sys.modules[name]
+
+
+_prefer_the_installed_package()
+# The same for every `python -m ecocluster …` a test starts: do not put its cwd on sys.path.
+os.environ["PYTHONSAFEPATH"] = "1"
+
+import itertools  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.services import (  # noqa: E402
     HttpReceiver,
     InfluxServer,
     MissingBinaryError,

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ecocluster.types import FloatArray
+from ecocluster.core.types import FloatArray
 
 from ..localtime import LocalTime
 from ..noise import normal, value_noise

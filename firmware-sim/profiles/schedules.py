@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecocluster.types import BoolArray, FloatArray
+from ecocluster.core.types import BoolArray, FloatArray
 
 from ..localtime import LocalTime, easter_days
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecocluster.types import AIR_QUANTITIES, FloatArray
+from ecocluster.core.types import AIR_QUANTITIES, FloatArray
 
 from ..localtime import LocalTime
 from ..noise import normal

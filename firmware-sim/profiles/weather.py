@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecocluster.types import FloatArray
+from ecocluster.core.types import FloatArray
 
 from ..localtime import LocalTime
 from ..noise import stream_key, value_noise

@@ -3,8 +3,9 @@ an in-memory twin for tests. `make_store(settings)` picks one from the settings.
 
 from __future__ import annotations
 
-from ecocluster.settings import Settings
-from ingest.stores.base import AggregateFn, GroupBy, Store, Where
+from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Store, Where
+
+from ecocluster.core.settings import Settings
 
 __all__ = ["AggregateFn", "GroupBy", "Store", "Where", "make_store"]
 
@@ -14,7 +15,7 @@ DUCKDB_FILE = "ecocluster.duckdb"
 def make_store(settings: Settings) -> Store:
     """InfluxDB when `influx_url` is set, else the DuckDB file under `data_dir`."""
     if settings.influx_url:
-        from ingest.stores.influx import InfluxStore
+        from ecocluster.ingest.stores.influx import InfluxStore
 
         return InfluxStore(
             settings.influx_url,
@@ -27,6 +28,6 @@ def make_store(settings: Settings) -> Store:
             ),
             create_db=settings.influx_create_db,
         )
-    from ingest.stores.duckdb import DuckDBStore
+    from ecocluster.ingest.stores.duckdb import DuckDBStore
 
     return DuckDBStore(settings.data_dir / DUCKDB_FILE)

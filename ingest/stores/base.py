@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-from ecocluster.types import DeviceStatus, ReadingBatch
+from ecocluster.core.types import DeviceStatus, ReadingBatch
 
 AggregateFn = Literal["mean", "min", "max", "sum", "last", "count"]
 GroupBy = Literal["meter", "site", "org"]

@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ecocluster.types import ReadingBatch, SeriesKey
+from ecocluster.core.types import ReadingBatch, SeriesKey
 
 __all__ = ["encode_lines", "escape_tag", "series_prefix"]
 

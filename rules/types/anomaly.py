@@ -12,13 +12,13 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
+from ecocluster.rules.baseline import hour_of_week
+from ecocluster.rules.config import RuleBase, ms
+from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
+from ecocluster.rules.window import HotWindow
 from pydantic import Field
 
-from ecocluster.durations import Duration
-from rules.baseline import hour_of_week
-from rules.config import RuleBase, ms
-from rules.kernel import CompileContext, Kernel, Verdict
-from rules.window import HotWindow
+from ecocluster.core.durations import Duration
 
 __all__ = ["AnomalyKernel", "AnomalyRule"]
 

@@ -11,14 +11,14 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
+from ecocluster.rules.config import ScopedRule, ms
+from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
+from ecocluster.rules.ring import WindowSlice
+from ecocluster.rules.window import HotWindow
 from pydantic import Field, model_validator
 
-from ecocluster.durations import Duration
-from ecocluster.types import FloatArray
-from rules.config import ScopedRule, ms
-from rules.kernel import CompileContext, Kernel, Verdict
-from rules.ring import WindowSlice
-from rules.window import HotWindow
+from ecocluster.core.durations import Duration
+from ecocluster.core.types import FloatArray
 
 __all__ = ["RateKernel", "RateRule", "window_change"]
 

@@ -68,7 +68,7 @@ def test_check_config_rejects_bad_settings_block(
 
 def test_json_log_format() -> None:
     code = (
-        "import logging; from ecocluster.logs import setup_logging;"
+        "import logging; from ecocluster.core.logs import setup_logging;"
         "setup_logging('INFO', 'json');"
         "logging.getLogger('ecocluster.x').warning('lost %s', 'broker', extra={'topic': 'eco/a'})"
     )

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from ingest.stores import DUCKDB_FILE
+from ecocluster.ingest.stores import DUCKDB_FILE
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +29,7 @@ def test_demo_runs_the_whole_pipeline_and_reports_what_it_stored(tmp_path: Path)
             "--data-dir",
             str(tmp_path),
         ],
-        cwd=REPO_ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,

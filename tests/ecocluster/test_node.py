@@ -12,9 +12,9 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
+from ecocluster.core.registry import load_cluster
+from ecocluster.core.settings import load_settings
 from ecocluster.node import build_stages, run_node
-from ecocluster.registry import load_cluster
-from ecocluster.settings import load_settings
 from tests.services import MosquittoServer
 
 CLUSTER = """\

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ecocluster.registry import Cluster, ConfigError, load_cluster
+from ecocluster.core.registry import Cluster, ConfigError, load_cluster
 
 VALID = """\
 territory: {id: appennino, name: "Eco-Cluster Appennino", timezone: Europe/Rome}

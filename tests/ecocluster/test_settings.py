@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecocluster.settings import load_settings
+from ecocluster.core.settings import load_settings
 
 
 def test_defaults_and_contract_names(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ecocluster.sim import FAULT_KINDS, SimPlan, ground_truth, load_scenario
+from ecocluster.sim.faults import MALFORMED_VARIANTS
 
-from ecocluster.types import is_valid_id
-from firmware_sim import FAULT_KINDS, SimPlan, ground_truth, load_scenario
-from firmware_sim.faults import MALFORMED_VARIANTS
+from ecocluster.core.types import is_valid_id
 
 from .conftest import Columns, collect
 
@@ -191,7 +191,7 @@ def test_hostile_ids_are_not_valid_ids(faulty: Columns, truth: dict) -> None:
 
 
 def test_scenario_errors_are_clear(plan: SimPlan, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from firmware_sim import ScenarioError, resolve_faults
+    from ecocluster.sim import ScenarioError, resolve_faults
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nfaults:\n  - {kind: meltdown}\n")

@@ -16,10 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from ecocluster.registry import Cluster
-from ecocluster.types import QUANTITIES
-from firmware_sim import (
+from ecocluster.sim import (
     Encoder,
     SimConfig,
     Simulation,
@@ -28,6 +25,9 @@ from firmware_sim import (
     ground_truth,
     load_scenario,
 )
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import QUANTITIES
 from tests.services import MosquittoServer
 
 from .conftest import local
@@ -220,7 +220,7 @@ def test_cli_backfill_in_senml_matches_the_generator(
     example_cluster_path: Path,
 ) -> None:
     cmd = [
-        sys.executable, "-m", "firmware_sim", "--config", str(example_cluster_path),
+        sys.executable, "-m", "ecocluster.sim", "--config", str(example_cluster_path),
         "--broker", mosquitto.url, "--prefix", topic_prefix, "--format", "senml", "--seed", "3",
         "--meters-only", "aq-castelnovo,ps-busana/wm-01", "--from", "2026-01-12T06:00",
         "--to", "2026-01-12T09:00", "--qos", "1",
@@ -267,7 +267,7 @@ def _spawn_per_meter(
     url: str, prefix: str, cluster_path: Path, *extra: str
 ) -> subprocess.Popen[str]:
     cmd = [
-        sys.executable, "-m", "firmware_sim", "--config", str(cluster_path), "--broker", url,
+        sys.executable, "-m", "ecocluster.sim", "--config", str(cluster_path), "--broker", url,
         "--prefix", prefix, "--mode", "per-meter", "--meters-only", "parco-sede",
         "--interval", "1s", *extra,
     ]  # fmt: skip
@@ -406,7 +406,8 @@ async def test_run_async_over_mqtt5_stops_on_cancel(
 
 
 def test_unreachable_broker_is_a_clear_error(cluster: Cluster) -> None:
-    from firmware_sim.shared import MqttConnectError
+    from ecocluster.sim.shared import MqttConnectError
+
     from tests.services import free_port
 
     plan = build_plan(cluster, meters_only=["parco-sede"])
@@ -428,8 +429,9 @@ meters:
 
 
 def test_per_meter_devices_use_their_own_credentials(tmp_path: Path) -> None:
-    from ecocluster.registry import load_cluster
-    from firmware_sim.shared import MqttConnectError
+    from ecocluster.sim.shared import MqttConnectError
+
+    from ecocluster.core.registry import load_cluster
 
     passwords = tmp_path / "passwd"
     for user, password in (("dev-em", "pw-em"), ("dev-wm", "pw-wm"), ("reader", "r")):

@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-
-from firmware_sim import SimPlan, generate
-from firmware_sim.localtime import local_time
+from ecocluster.sim import SimPlan, generate
+from ecocluster.sim.localtime import local_time
 
 from .conftest import Columns, collect, local
 
@@ -234,7 +233,7 @@ def test_backfill_of_a_month_takes_seconds(cluster) -> None:  # type: ignore[no-
 
 
 def test_intervals_per_quantity_keep_the_register_consistent(cluster) -> None:  # type: ignore[no-untyped-def]
-    from firmware_sim import build_plan
+    from ecocluster.sim import build_plan
 
     plan = build_plan(
         cluster, seed=4, meters_only=["parco-sede/em-01"], intervals={"power_w": 10_000}
@@ -253,8 +252,9 @@ def test_intervals_per_quantity_keep_the_register_consistent(cluster) -> None:  
 
 
 def test_scale_makes_valid_distinct_copies(cluster) -> None:  # type: ignore[no-untyped-def]
-    from ecocluster.types import is_valid_id
-    from firmware_sim import build_plan
+    from ecocluster.sim import build_plan
+
+    from ecocluster.core.types import is_valid_id
 
     plan = build_plan(cluster, seed=1, scale=20)
     assert len(plan.meters) == 20 * len(cluster.meters)

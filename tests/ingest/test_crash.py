@@ -69,7 +69,7 @@ def test_sigkill_mid_stream_loses_nothing(
     log = (tmp_path / "ingest.log").open("ab")
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     proc = start()
     try:

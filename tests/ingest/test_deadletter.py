@@ -6,8 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-
-from ingest.deadletter import DeadLetterLog
+from ecocluster.ingest.deadletter import DeadLetterLog
 
 
 def test_rotation_keeps_the_files_within_budget(tmp_path: Path) -> None:
@@ -30,13 +29,13 @@ def test_a_flood_logs_one_summary_per_interval(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     dl = DeadLetterLog(tmp_path / "dl.jsonl", max_bytes=1 << 20, summary_interval_s=3600)
-    with caplog.at_level(logging.WARNING, logger="ingest.deadletter"):
+    with caplog.at_level(logging.WARNING, logger="ecocluster.ingest.deadletter"):
         for i in range(1000):
             dl.record("t", "future" if i % 2 else "too_old", "x")
             dl.flush()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "rejected 1 readings" in lines[0]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="ingest.deadletter"):
+    with caplog.at_level(logging.WARNING, logger="ecocluster.ingest.deadletter"):
         dl.close()  # the rest is summed up once on the way out
     assert len(caplog.records) == 1 and "future 500, too_old 499" in caplog.records[0].getMessage()

@@ -15,13 +15,19 @@ from pathlib import Path
 
 import orjson
 import pytest
+from ecocluster.ingest.mqtt import (
+    Inbound,
+    MqttProtocol,
+    connect_packet,
+    puback_packets,
+    subscribe_packet,
+)
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.ingest.stores.memory import MemoryStore
+from ecocluster.ingest.subscriber import MqttSubscriber, SubscriberError, topic_filters
 
-from ecocluster.registry import Cluster
-from ecocluster.settings import Settings
-from ingest.mqtt import Inbound, MqttProtocol, connect_packet, puback_packets, subscribe_packet
-from ingest.stage import IngestStage
-from ingest.stores.memory import MemoryStore
-from ingest.subscriber import MqttSubscriber, SubscriberError, topic_filters
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
 from tests.ingest.conftest import Publisher, running, wait_until
 from tests.services import MosquittoServer, require_binary
 

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ecocluster.cli import app
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
 from ecocluster.node import build_stages, run_node
-from ecocluster.registry import Cluster
-from ecocluster.settings import Settings
 from tests.ingest.conftest import Publisher
 
 

@@ -6,10 +6,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from ecocluster.ingest.registers import RegisterTracker
 
-from ecocluster.registry import Cluster
-from ecocluster.types import ReadingBatch
-from ingest.registers import RegisterTracker
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import ReadingBatch
 
 H = 3_600_000
 

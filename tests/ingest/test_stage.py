@@ -9,14 +9,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.ingest.stores.duckdb import DuckDBStore
+from ecocluster.ingest.stores.influx import InfluxStore
+from ecocluster.ingest.stores.memory import MemoryStore
 
-from ecocluster.registry import Cluster
-from ecocluster.settings import Settings
-from ecocluster.types import DeviceStatus, ReadingBatch
-from ingest.stage import IngestStage
-from ingest.stores.duckdb import DuckDBStore
-from ingest.stores.influx import InfluxStore
-from ingest.stores.memory import MemoryStore
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
+from ecocluster.core.types import DeviceStatus, ReadingBatch
 from tests.ingest.conftest import Publisher, running, stored_count, wait_until
 from tests.services import InfluxServer
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ecocluster.ingest.stores.duckdb import DuckDBStore
+from ecocluster.rules.backtest import run_backtest
 from typer.testing import CliRunner
 
 from ecocluster.cli import app
-from ecocluster.registry import Cluster
-from ingest.stores.duckdb import DuckDBStore
-from rules.backtest import run_backtest
+from ecocluster.core.registry import Cluster
 from tests.rules.conftest import MIN, T0, batch
 from tests.services import InfluxServer
 
@@ -63,7 +63,7 @@ async def test_backtest_reports_episodes_from_the_duckdb_store(
 async def test_backtest_reads_a_real_influxdb_the_same_way(
     influxd: InfluxServer, influx_db: str, make_cluster: Callable[..., Cluster]
 ) -> None:
-    from ingest.stores.influx import InfluxStore
+    from ecocluster.ingest.stores.influx import InfluxStore
 
     cluster = make_cluster([HOT, WET])
     store = InfluxStore(influxd.url, influx_db)

@@ -3,8 +3,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import numpy as np
-
-from rules.baseline import BaselineTable, hour_of_week
+from ecocluster.rules.baseline import BaselineTable, hour_of_week
 
 
 def test_hour_of_week_is_local_monday_based() -> None:

@@ -5,8 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import typer
-
-from rules.cli import parse_time
+from ecocluster.rules.cli import parse_time
 
 ROME = ZoneInfo("Europe/Rome")
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)

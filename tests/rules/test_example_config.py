@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecocluster.registry import load_cluster
-from rules.engine import RuleEngine
+from ecocluster.rules.engine import RuleEngine
+
+from ecocluster.core.registry import load_cluster
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "cluster.example.yaml"
 EDITS = [

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from rules.ring import BucketRing
+from ecocluster.rules.ring import BucketRing
 
 RES = 1000
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from rules.snapshot import load_snapshot, save_snapshot
+from ecocluster.rules.snapshot import load_snapshot, save_snapshot
 
 
 def test_round_trip_and_atomic_replace(tmp_path: Path) -> None:

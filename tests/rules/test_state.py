@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from rules.state import FIRING, OK, PENDING, RuleState
+from ecocluster.rules.state import FIRING, OK, PENDING, RuleState
 
 M = 60_000
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import numpy as np
-
-from rules.window import HotWindow, WindowConfig
+from ecocluster.rules.window import HotWindow, WindowConfig
 
 M = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000

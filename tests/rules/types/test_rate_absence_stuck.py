@@ -4,9 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from ecocluster.rules.engine import RuleEngine
 
-from ecocluster.types import DeviceStatus
-from rules.engine import RuleEngine
+from ecocluster.core.types import DeviceStatus
 from tests.rules.conftest import MIN, T0, minutes, run
 
 
@@ -54,7 +54,7 @@ def test_absence_fires_for_meters_that_never_reported_and_per_meter(
 
 
 def test_absence_default_after_is_three_meter_intervals(make_cluster: Callable[..., Any]) -> None:
-    from ecocluster.registry import load_cluster  # noqa: F401 - cluster built by the fixture
+    from ecocluster.core.registry import load_cluster  # noqa: F401 - cluster built by the fixture
 
     meters = [{"id": "m1", "site": "s1", "quantities": ["power_w"], "interval": "1m"}]
     engine = RuleEngine(make_cluster([{"name": "quiet", "type": "absence"}], meters=meters))

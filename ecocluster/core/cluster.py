@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ecocluster.durations import Duration
-from ecocluster.types import ID_PATTERN, MATCH_LABELS, Quantity, Role, Severity, SiteCategory
+from ecocluster.core.durations import Duration
+from ecocluster.core.types import ID_PATTERN, MATCH_LABELS, Quantity, Role, Severity, SiteCategory
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ecocluster.registry import Cluster, ConfigError, load_cluster
-from ecocluster.settings import Settings, load_settings
+from ecocluster.core.registry import Cluster, ConfigError, load_cluster
+from ecocluster.core.settings import Settings, load_settings
 
 __all__ = ["load_config_or_exit"]
 

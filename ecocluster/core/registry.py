@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ecocluster.cluster import (
+from ecocluster.core.cluster import (
     LIST_SECTIONS,
     TOP_LEVEL_KEYS,
     Contact,
@@ -28,8 +28,8 @@ from ecocluster.cluster import (
     Site,
     Territory,
 )
-from ecocluster.types import ID_PATTERN, QUANTITIES, SITE_CATEGORIES, SeriesKey
-from ecocluster.yamlsource import (
+from ecocluster.core.types import ID_PATTERN, QUANTITIES, SITE_CATEGORIES, SeriesKey
+from ecocluster.core.yamlsource import (
     ConfigError,
     ConfigIssue,
     LocatedDocument,
