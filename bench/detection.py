@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ecocluster.core.cluster import RuleSpec
+from ecocluster.core.registry import Cluster, load_cluster
+from ecocluster.core.types import DeviceStatus
 from ecocluster.ingest.mqtt import Inbound
 from ecocluster.ingest.pipeline import Limits, prepare
 from ecocluster.ingest.validate import TopicRouter
 from ecocluster.rules.backtest import Episode, EpisodeBook, replay
 from ecocluster.rules.engine import RuleEngine
 from ecocluster.sim import Encoder, build_plan, generate, ground_truth, load_scenario
-
-from ecocluster.core.cluster import RuleSpec
-from ecocluster.core.registry import Cluster, load_cluster
-from ecocluster.core.types import DeviceStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "firmware-sim" / "scenarios"

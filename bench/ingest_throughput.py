@@ -210,10 +210,10 @@ def consumer_naive(port: int, client_id: str, qos: int, n: int, influx: str, db:
 
 def consumer_ingest(port: int, client_id: str, qos: int, n: int, influx: str, db: str) -> None:
     import httpx
-    from ecocluster.ingest.stage import IngestStage
 
     from ecocluster.core.registry import load_cluster
     from ecocluster.core.settings import load_settings
+    from ecocluster.ingest.stage import IngestStage
 
     cluster = load_cluster(CLUSTER)
     settings = load_settings(

@@ -14,11 +14,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from ecocluster.core.registry import load_cluster
 from ecocluster.ingest.stores.duckdb import DuckDBStore
 from ecocluster.rules.backtest import run_backtest
 from ecocluster.sim import generate
-
-from ecocluster.core.registry import load_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 START_MS = 1_767_222_000_000  # 2026-01-01 00:00 Europe/Rome

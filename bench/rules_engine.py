@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ecocluster.rules.engine import RuleEngine
 from rules_naive import NaiveEngine
 
 from ecocluster.core.cluster import Meter, Organisation, RuleSpec, Site, Territory
 from ecocluster.core.registry import Cluster
 from ecocluster.core.types import ReadingBatch
+from ecocluster.rules.engine import RuleEngine
 
 T0 = 1_732_406_400_000  # 2024-11-24 00:00 UTC
 MIN = 60_000

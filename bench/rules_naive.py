@@ -13,13 +13,12 @@ import math
 from collections import deque
 from typing import Any
 
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import ReadingBatch, SeriesKey
 from ecocluster.rules.catalog import parse_rules
 from ecocluster.rules.config import ms
 from ecocluster.rules.transitions import LEVEL_BY_SEVERITY, SEVERITY_BY_LEVEL
 from ecocluster.rules.window import WindowConfig
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.types import ReadingBatch, SeriesKey
 
 NAN = float("nan")
 _SCOPE_LABELS = {

@@ -27,9 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ecocluster.sim import Encoder, SimConfig, Simulation, build_plan, generate  # noqa: E402
-
 from ecocluster.core.registry import load_cluster  # noqa: E402
+from ecocluster.sim import Encoder, SimConfig, Simulation, build_plan, generate  # noqa: E402
 from tests.services import MosquittoServer  # noqa: E402
 
 START = datetime(2026, 1, 12, tzinfo=UTC)

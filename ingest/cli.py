@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from ecocluster.ingest.deadletter import DeadLetterLog
 from rich.console import Console
 
 from ecocluster.core.registry import ConfigError, load_cluster
 from ecocluster.core.settings import load_settings
+from ecocluster.ingest.deadletter import DeadLetterLog
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)

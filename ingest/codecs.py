@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+
 from ecocluster.ingest.errors import Reason
 from ecocluster.ingest.units import canonical_quantity, conversion_for, units_of
 

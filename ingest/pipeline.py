@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
+
+from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 from ecocluster.ingest.codecs import Columns, decode_native, decode_senml
 from ecocluster.ingest.errors import PayloadError, Reason
 from ecocluster.ingest.mqtt import Inbound
 from ecocluster.ingest.validate import TopicRouter, check_rows
-
-from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 
 __all__ = ["Limits", "Prepared", "Rejected", "dedupe_last", "parse_status", "prepare"]
 

@@ -22,9 +22,9 @@ from typing import IO, Final
 
 import numpy as np
 import orjson
-from ecocluster.ingest.errors import SpoolFullError
 
 from ecocluster.core.types import ReadingBatch, SeriesKey
+from ecocluster.ingest.errors import SpoolFullError
 
 __all__ = ["Spool"]
 

@@ -25,6 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
+from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
 from ecocluster.ingest.deadletter import DeadLetterLog
 from ecocluster.ingest.errors import SpoolFullError, StoreRejected, StoreUnavailable
 from ecocluster.ingest.metrics import IngestMetrics
@@ -34,10 +37,6 @@ from ecocluster.ingest.spool import Spool
 from ecocluster.ingest.stores import Store, make_store
 from ecocluster.ingest.subscriber import Inbound, MqttSubscriber, SubscriberError
 from ecocluster.ingest.validate import TopicRouter
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.settings import Settings
-from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
 
 __all__ = ["IngestStage"]
 

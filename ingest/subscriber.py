@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
+from ecocluster.core.settings import Settings
+from ecocluster.core.types import is_valid_id
 from ecocluster.ingest.errors import IngestError
 from ecocluster.ingest.mqtt import (
     DISCONNECT,
@@ -35,9 +37,6 @@ from ecocluster.ingest.mqtt import (
     puback_packets,
     subscribe_packet,
 )
-
-from ecocluster.core.settings import Settings
-from ecocluster.core.types import is_valid_id
 
 __all__ = ["Inbound", "MqttSubscriber", "SubscriberError", "topic_filters"]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
-from ecocluster.ingest.errors import PayloadError, Reason
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.types import BoolArray, FloatArray, IntArray, is_valid_id
+from ecocluster.ingest.errors import PayloadError, Reason
 
 __all__ = ["Route", "RowChecks", "TopicRouter", "check_rows"]
 

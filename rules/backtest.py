@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import DeviceStatus, FloatArray, IntArray, ReadingBatch
 from ecocluster.ingest.stores.base import Store
 from ecocluster.rules.engine import RuleEngine
 from ecocluster.rules.transitions import Transition
 from ecocluster.rules.window import WindowConfig
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.types import DeviceStatus, FloatArray, IntArray, ReadingBatch
 
 __all__ = ["BacktestResult", "Episode", "EpisodeBook", "replay", "run_backtest"]
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
+from pydantic import Field, TypeAdapter, ValidationError
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.yamlsource import ConfigError, ConfigIssue
 from ecocluster.rules.config import RuleBase
 from ecocluster.rules.kernel import CompileContext, Kernel, RuleCompileError
 from ecocluster.rules.types.absence import AbsenceKernel, AbsenceRule
@@ -17,10 +21,6 @@ from ecocluster.rules.types.night_flow import NightFlowKernel, NightFlowRule
 from ecocluster.rules.types.rate import RateKernel, RateRule
 from ecocluster.rules.types.stuck import StuckKernel, StuckRule
 from ecocluster.rules.types.threshold import ThresholdKernel, ThresholdRule
-from pydantic import Field, TypeAdapter, ValidationError
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.yamlsource import ConfigError, ConfigIssue
 
 __all__ = ["KERNELS", "AnyRule", "compile_rules", "parse_rule", "parse_rules"]
 

@@ -15,13 +15,13 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from ecocluster.rules.backtest import BacktestResult, run_backtest
 from rich.console import Console
 from rich.table import Table
 
 from ecocluster.core.cli_support import load_config_or_exit
 from ecocluster.core.durations import format_duration, parse_duration
 from ecocluster.core.registry import Cluster, ConfigError
+from ecocluster.rules.backtest import BacktestResult, run_backtest
 
 __all__ = ["parse_time", "register"]
 

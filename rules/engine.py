@@ -18,6 +18,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import DeviceStatus, IntArray, ReadingBatch, SeriesKey
 from ecocluster.rules.catalog import compile_rules, parse_rules
 from ecocluster.rules.config import RuleBase, is_active_at, ms
 from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
@@ -25,9 +28,6 @@ from ecocluster.rules.series import SeriesTable
 from ecocluster.rules.state import FIRING, Events
 from ecocluster.rules.transitions import SEVERITY_BY_LEVEL, Transition
 from ecocluster.rules.window import HotWindow, WindowConfig
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.types import DeviceStatus, IntArray, ReadingBatch, SeriesKey
 
 __all__ = ["ReloadReport", "RuleEngine"]
 

@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import FloatArray
 from ecocluster.rules.config import RuleBase, ms
 from ecocluster.rules.series import SeriesTable
 from ecocluster.rules.state import RuleState
 from ecocluster.rules.targets import Targets, build_targets
 from ecocluster.rules.transitions import LEVEL_BY_SEVERITY
 from ecocluster.rules.window import HotWindow
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.types import FloatArray
 
 __all__ = ["CompileContext", "Kernel", "RuleCompileError", "Verdict"]
 

@@ -12,9 +12,9 @@ import logging
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
-from ecocluster.rules.transitions import Transition
 
 from ecocluster.core.settings import MqttTarget
+from ecocluster.rules.transitions import Transition
 
 __all__ = ["MqttTransitionPublisher", "TransitionPublisher", "alert_topic", "alerts_filter"]
 

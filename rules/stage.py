@@ -29,15 +29,14 @@ from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
+from ecocluster.core.registry import Cluster, load_cluster
+from ecocluster.core.types import DeviceStatus, ReadingBatch
+from ecocluster.core.yamlsource import ConfigError
 from ecocluster.rules.engine import RuleEngine
 from ecocluster.rules.publish import TransitionPublisher
 from ecocluster.rules.snapshot import load_snapshot, save_snapshot
 from ecocluster.rules.transitions import Transition
 from ecocluster.rules.window import WindowConfig
-
-from ecocluster.core.registry import Cluster, load_cluster
-from ecocluster.core.types import DeviceStatus, ReadingBatch
-from ecocluster.core.yamlsource import ConfigError
 
 __all__ = ["RulesStage", "StageState"]
 

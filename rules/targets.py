@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ecocluster.rules.series import SeriesTable
 
 from ecocluster.core.types import FloatArray, IntArray
+from ecocluster.rules.series import SeriesTable
 
 __all__ = ["Targets", "build_targets"]
 

@@ -19,11 +19,11 @@ from datetime import time
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from ecocluster.core.types import BoolArray, FloatArray, IntArray
 from ecocluster.rules.baseline import BaselineTable, hour_of_week
 from ecocluster.rules.nights import NightTracker
 from ecocluster.rules.ring import BucketRing, WindowSlice
-
-from ecocluster.core.types import BoolArray, FloatArray, IntArray
 
 __all__ = ["Agg", "HotWindow", "WindowConfig"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,18 +14,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _installed_package() -> Path:
-    import ecocluster
+def _assemble_package(into: Path) -> Path:
+    """The `ecocluster` tree as pip installs it: `ecocluster/` plus each folder mapped in by
+    pyproject's `package-dir` (works the same for editable and regular installs)."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
+    package = into / "ecocluster"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "ecocluster", package, ignore=skip)
+    for name, folder in sorted(mapping.items()):
+        shutil.copytree(ROOT / folder, into / Path(*name.split(".")), ignore=skip)
+    return package
 
-    return Path(ecocluster.__file__).parent
 
-
-def _lint_imports(cwd: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run import-linter from a directory that is not the repository, so that `ecocluster`
-    is the installed package (the source folder alone lacks the mapped-in stages)."""
-    env = {"PATH": "/usr/bin:/bin"}
-    if extra_path is not None:
-        env["PYTHONPATH"] = str(extra_path)
+def _lint_imports(cwd: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """Run import-linter on the assembled tree in `site`, from a directory that is not the
+    repository (whose `ecocluster/` folder alone lacks the mapped-in stages)."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "PYTHONSAFEPATH": "1"}
     script = (
         "import sys; from importlinter.cli import lint_imports_command;"
         f"sys.argv = ['lint-imports', {str(ROOT / 'pyproject.toml')!r}, '--no-cache'];"
@@ -41,7 +48,8 @@ def _lint_imports(cwd: Path, extra_path: Path | None = None) -> subprocess.Compl
 
 
 def test_import_contracts_hold(tmp_path: Path) -> None:
-    result = _lint_imports(tmp_path)
+    _assemble_package(tmp_path / "site")
+    result = _lint_imports(tmp_path, tmp_path / "site")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 
@@ -57,10 +65,9 @@ def test_import_contracts_hold(tmp_path: Path) -> None:
 )
 def test_a_wrong_import_breaks_a_contract(tmp_path: Path, module: str, bad_import: str) -> None:
     """The contracts can fail: a copy of the package with one import against the flow."""
-    copy = tmp_path / "site" / "ecocluster"
-    shutil.copytree(_installed_package(), copy, ignore=shutil.ignore_patterns("__pycache__"))
-    target = copy / module
+    package = _assemble_package(tmp_path / "site")
+    target = package / module
     target.write_text(target.read_text() + f"\n{bad_import}  # deliberately wrong\n")
-    result = _lint_imports(tmp_path, extra_path=tmp_path / "site")
+    result = _lint_imports(tmp_path, tmp_path / "site")
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout

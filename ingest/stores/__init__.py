@@ -3,9 +3,8 @@ an in-memory twin for tests. `make_store(settings)` picks one from the settings.
 
 from __future__ import annotations
 
-from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Store, Where
-
 from ecocluster.core.settings import Settings
+from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Store, Where
 
 __all__ = ["AggregateFn", "GroupBy", "Store", "Where", "make_store"]
 

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from typing import Final
 
 import numpy as np
-from ecocluster.ingest.stores.base import Where
 
 from ecocluster.core.types import ReadingBatch, SeriesKey, is_valid_id
+from ecocluster.ingest.stores.base import Where
 
 __all__ = ["FILTER_LABELS", "batch_from_rows", "check_where", "group_key"]
 

@@ -19,11 +19,11 @@ from typing import Any, Final, TypeVar
 
 import duckdb
 import numpy as np
+
+from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 from ecocluster.ingest.errors import StoreUnavailable
 from ecocluster.ingest.stores._rows import check_where
 from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Where
-
-from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 
 __all__ = ["DuckDBStore", "map_store_errors"]
 

@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import httpx
+
+from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 from ecocluster.ingest.errors import StoreRejected, StoreUnavailable
 from ecocluster.ingest.stores._rows import batch_from_rows, check_where
 from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Where
 from ecocluster.ingest.stores.lineproto import encode_lines, escape_tag
-
-from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 
 __all__ = ["InfluxStore", "map_store_errors"]
 

@@ -7,11 +7,10 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 from ecocluster.ingest.errors import StoreUnavailable
 from ecocluster.ingest.stores._rows import batch_from_rows, check_where, group_key, matches
 from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Where
-
-from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 
 __all__ = ["MemoryStore"]
 

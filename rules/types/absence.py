@@ -13,11 +13,11 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
+
+from ecocluster.core.durations import Duration
 from ecocluster.rules.config import RuleBase, ms
 from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
 from ecocluster.rules.window import HotWindow
-
-from ecocluster.core.durations import Duration
 
 __all__ = ["AbsenceKernel", "AbsenceRule"]
 

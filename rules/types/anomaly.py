@@ -12,13 +12,13 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
+from ecocluster.core.durations import Duration
 from ecocluster.rules.baseline import hour_of_week
 from ecocluster.rules.config import RuleBase, ms
 from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
 from ecocluster.rules.window import HotWindow
-from pydantic import Field
-
-from ecocluster.core.durations import Duration
 
 __all__ = ["AnomalyKernel", "AnomalyRule"]
 

@@ -14,13 +14,13 @@ from datetime import time, timedelta
 from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ecocluster.core.durations import Duration
 from ecocluster.rules.config import Clock, RuleBase, ms
 from ecocluster.rules.kernel import CompileContext, Kernel, RuleCompileError, Verdict
 from ecocluster.rules.nights import last_complete_night
 from ecocluster.rules.window import HotWindow
-from pydantic import BaseModel, ConfigDict, Field
-
-from ecocluster.core.durations import Duration
 
 __all__ = ["NightFlowKernel", "NightFlowRule", "NightSpec"]
 

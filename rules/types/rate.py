@@ -11,14 +11,14 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
-from ecocluster.rules.config import ScopedRule, ms
-from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
-from ecocluster.rules.ring import WindowSlice
-from ecocluster.rules.window import HotWindow
 from pydantic import Field, model_validator
 
 from ecocluster.core.durations import Duration
 from ecocluster.core.types import FloatArray
+from ecocluster.rules.config import ScopedRule, ms
+from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
+from ecocluster.rules.ring import WindowSlice
+from ecocluster.rules.window import HotWindow
 
 __all__ = ["RateKernel", "RateRule", "window_change"]
 

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
-from ecocluster.rules.config import RuleBase, ms
-from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
-from ecocluster.rules.window import HotWindow
 from pydantic import Field
 
 from ecocluster.core.durations import Duration
+from ecocluster.rules.config import RuleBase, ms
+from ecocluster.rules.kernel import CompileContext, Kernel, Verdict
+from ecocluster.rules.window import HotWindow
 
 __all__ = ["StuckKernel", "StuckRule"]
 

@@ -13,14 +13,14 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
-from ecocluster.rules.config import ScopedRule, ms
-from ecocluster.rules.kernel import CompileContext, Kernel, LevelArray, RuleCompileError, Verdict
-from ecocluster.rules.transitions import LEVEL_BY_SEVERITY
-from ecocluster.rules.window import HotWindow
 from pydantic import Field, model_validator
 
 from ecocluster.core.durations import Duration
 from ecocluster.core.types import FloatArray, Severity
+from ecocluster.rules.config import ScopedRule, ms
+from ecocluster.rules.kernel import CompileContext, Kernel, LevelArray, RuleCompileError, Verdict
+from ecocluster.rules.transitions import LEVEL_BY_SEVERITY
+from ecocluster.rules.window import HotWindow
 
 __all__ = ["ThresholdKernel", "ThresholdRule"]
 

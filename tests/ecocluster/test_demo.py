@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from ecocluster.ingest.stores import DUCKDB_FILE
 
 pytestmark = pytest.mark.slow

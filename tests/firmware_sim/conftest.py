@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from ecocluster.sim import SimBatch, SimPlan, build_plan, generate
 
 from ecocluster.core.registry import Cluster, load_cluster
+from ecocluster.sim import SimBatch, SimPlan, build_plan, generate
 
 ROME = ZoneInfo("Europe/Rome")
 

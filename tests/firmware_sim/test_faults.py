@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ecocluster.sim import FAULT_KINDS, SimPlan, ground_truth, load_scenario
-from ecocluster.sim.faults import MALFORMED_VARIANTS
 
 from ecocluster.core.types import is_valid_id
+from ecocluster.sim import FAULT_KINDS, SimPlan, ground_truth, load_scenario
+from ecocluster.sim.faults import MALFORMED_VARIANTS
 
 from .conftest import Columns, collect
 

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.types import QUANTITIES
 from ecocluster.sim import (
     Encoder,
     SimConfig,
@@ -25,9 +28,6 @@ from ecocluster.sim import (
     ground_truth,
     load_scenario,
 )
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.types import QUANTITIES
 from tests.services import MosquittoServer
 
 from .conftest import local
@@ -407,7 +407,6 @@ async def test_run_async_over_mqtt5_stops_on_cancel(
 
 def test_unreachable_broker_is_a_clear_error(cluster: Cluster) -> None:
     from ecocluster.sim.shared import MqttConnectError
-
     from tests.services import free_port
 
     plan = build_plan(cluster, meters_only=["parco-sede"])
@@ -429,9 +428,8 @@ meters:
 
 
 def test_per_meter_devices_use_their_own_credentials(tmp_path: Path) -> None:
-    from ecocluster.sim.shared import MqttConnectError
-
     from ecocluster.core.registry import load_cluster
+    from ecocluster.sim.shared import MqttConnectError
 
     passwords = tmp_path / "passwd"
     for user, password in (("dev-em", "pw-em"), ("dev-wm", "pw-wm"), ("reader", "r")):

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+
 from ecocluster.sim import SimPlan, generate
 from ecocluster.sim.localtime import local_time
 
@@ -252,9 +253,8 @@ def test_intervals_per_quantity_keep_the_register_consistent(cluster) -> None:  
 
 
 def test_scale_makes_valid_distinct_copies(cluster) -> None:  # type: ignore[no-untyped-def]
-    from ecocluster.sim import build_plan
-
     from ecocluster.core.types import is_valid_id
+    from ecocluster.sim import build_plan
 
     plan = build_plan(cluster, seed=1, scale=20)
     assert len(plan.meters) == 20 * len(cluster.meters)

@@ -13,11 +13,11 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from ecocluster.ingest.stage import IngestStage
-from ecocluster.ingest.stores.base import Store
 
 from ecocluster.core.registry import Cluster, load_cluster
 from ecocluster.core.settings import Settings, load_settings
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.ingest.stores.base import Store
 from tests.services import MosquittoServer
 
 SMALL_CLUSTER = """

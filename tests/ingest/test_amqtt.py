@@ -8,11 +8,11 @@ import time
 import orjson
 import paho.mqtt.client as paho
 import pytest
-from ecocluster.ingest.stage import IngestStage
-from ecocluster.ingest.stores.memory import MemoryStore
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.ingest.stores.memory import MemoryStore
 from tests.ingest.conftest import running, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ecocluster.ingest.deadletter import DeadLetterLog
 from typer.testing import CliRunner
 
 from ecocluster.cli import app
+from ecocluster.ingest.deadletter import DeadLetterLog
 
 
 def test_dead_letters_command_counts_and_shows(

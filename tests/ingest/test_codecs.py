@@ -6,10 +6,11 @@ import math
 
 import orjson
 import pytest
-from ecocluster.ingest.codecs import Columns, decode_native, decode_senml
-from ecocluster.ingest.units import MOLAR_VOLUME_L, conversion_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from ecocluster.ingest.codecs import Columns, decode_native, decode_senml
+from ecocluster.ingest.units import MOLAR_VOLUME_L, conversion_for
 
 SERIES = {
     "energy_kwh": 0,

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
-from ecocluster.ingest.stores.lineproto import encode_lines
 
 from ecocluster.core.types import ReadingBatch, SeriesKey
+from ecocluster.ingest.stores.lineproto import encode_lines
 
 
 def test_lines_from_columns() -> None:

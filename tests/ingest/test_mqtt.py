@@ -15,6 +15,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
 from ecocluster.ingest.mqtt import (
     Inbound,
     MqttProtocol,
@@ -25,9 +28,6 @@ from ecocluster.ingest.mqtt import (
 from ecocluster.ingest.stage import IngestStage
 from ecocluster.ingest.stores.memory import MemoryStore
 from ecocluster.ingest.subscriber import MqttSubscriber, SubscriberError, topic_filters
-
-from ecocluster.core.registry import Cluster
-from ecocluster.core.settings import Settings
 from tests.ingest.conftest import Publisher, running, wait_until
 from tests.services import MosquittoServer, require_binary
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-from ecocluster.ingest.mqtt import Inbound
-from ecocluster.ingest.pipeline import Limits, dedupe_last, parse_status, prepare
-from ecocluster.ingest.validate import TopicRouter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.types import ReadingBatch
+from ecocluster.ingest.mqtt import Inbound
+from ecocluster.ingest.pipeline import Limits, dedupe_last, parse_status, prepare
+from ecocluster.ingest.validate import TopicRouter
 
 NOW = 1_800_000_000_000
 LIMITS = Limits(max_payload_bytes=2048, max_future_ms=300_000, max_age_ms=86_400_000)

@@ -6,10 +6,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-from ecocluster.ingest.registers import RegisterTracker
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.types import ReadingBatch
+from ecocluster.ingest.registers import RegisterTracker
 
 H = 3_600_000
 

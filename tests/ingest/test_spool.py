@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ecocluster.ingest.errors import SpoolFullError
-from ecocluster.ingest.spool import Spool, decode_batch, encode_batch
 
 from ecocluster.core.types import ReadingBatch, SeriesKey
+from ecocluster.ingest.errors import SpoolFullError
+from ecocluster.ingest.spool import Spool, decode_batch, encode_batch
 
 KEYS = (SeriesKey("o", "s", "m", "power_w"), SeriesKey("o", "s", "m", "energy_kwh"))
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ecocluster.ingest.stage import IngestStage
-from ecocluster.ingest.stores.duckdb import DuckDBStore
-from ecocluster.ingest.stores.influx import InfluxStore
-from ecocluster.ingest.stores.memory import MemoryStore
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
 from ecocluster.core.types import DeviceStatus, ReadingBatch
+from ecocluster.ingest.stage import IngestStage
+from ecocluster.ingest.stores.duckdb import DuckDBStore
+from ecocluster.ingest.stores.influx import InfluxStore
+from ecocluster.ingest.stores.memory import MemoryStore
 from tests.ingest.conftest import Publisher, running, stored_count, wait_until
 from tests.services import InfluxServer
 

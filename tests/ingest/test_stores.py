@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 from ecocluster.ingest.errors import StoreRejected, StoreUnavailable
 from ecocluster.ingest.stores.base import Store
 from ecocluster.ingest.stores.duckdb import DuckDBStore
 from ecocluster.ingest.stores.influx import InfluxStore
 from ecocluster.ingest.stores.memory import MemoryStore
-
-from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
 from tests.services import InfluxServer
 
 E1 = SeriesKey("o1", "s1", "em-01", "energy_kwh")

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from ecocluster.rules.engine import RuleEngine
 
 from ecocluster.core.registry import Cluster, load_cluster
 from ecocluster.core.types import ReadingBatch
+from ecocluster.rules.engine import RuleEngine
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # an hour boundary (UTC)
 MIN = 60_000

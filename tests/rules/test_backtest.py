@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ecocluster.ingest.stores.duckdb import DuckDBStore
-from ecocluster.rules.backtest import run_backtest
 from typer.testing import CliRunner
 
 from ecocluster.cli import app
 from ecocluster.core.registry import Cluster
+from ecocluster.ingest.stores.duckdb import DuckDBStore
+from ecocluster.rules.backtest import run_backtest
 from tests.rules.conftest import MIN, T0, batch
 from tests.services import InfluxServer
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
 from ecocluster.rules.baseline import BaselineTable, hour_of_week
 
 

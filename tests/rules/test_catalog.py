@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ecocluster.rules.engine import RuleEngine
 
 from ecocluster.core.registry import load_cluster
 from ecocluster.core.yamlsource import ConfigError
+from ecocluster.rules.engine import RuleEngine
 from tests.rules.conftest import BASE
 
 

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import typer
+
 from ecocluster.rules.cli import parse_time
 
 ROME = ZoneInfo("Europe/Rome")

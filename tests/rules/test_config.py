@@ -5,8 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from ecocluster.rules.config import ActiveWindow, is_active_at
 from pydantic import ValidationError
+
+from ecocluster.rules.config import ActiveWindow, is_active_at
 
 ROME = ZoneInfo("Europe/Rome")
 

@@ -5,11 +5,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ecocluster.rules.engine import RuleEngine
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.types import ReadingBatch, SeriesKey
 from ecocluster.core.yamlsource import ConfigError
+from ecocluster.rules.engine import RuleEngine
 from tests.rules.conftest import MIN, T0, batch, minutes, run
 
 HOT = {"name": "hot", "type": "threshold", "quantity": "power_w", "above": 100, "for": "10m"}

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecocluster.rules.engine import RuleEngine
-
 from ecocluster.core.registry import load_cluster
+from ecocluster.rules.engine import RuleEngine
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "cluster.example.yaml"
 EDITS = [

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+
 from ecocluster.rules.nights import NightTracker, last_complete_night, night_of
 
 ROME = ZoneInfo("Europe/Rome")

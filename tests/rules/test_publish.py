@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
-from ecocluster.rules.publish import MqttTransitionPublisher, alert_topic, alerts_filter
-from ecocluster.rules.stage import RulesStage
-from ecocluster.rules.transitions import Transition
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import _parse_mqtt_url
+from ecocluster.rules.publish import MqttTransitionPublisher, alert_topic, alerts_filter
+from ecocluster.rules.stage import RulesStage
+from ecocluster.rules.transitions import Transition
 from tests.rules.conftest import MIN, T0, batch
 from tests.services import MosquittoServer
 

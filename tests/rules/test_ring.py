@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ecocluster.rules.ring import BucketRing
 
 RES = 1000

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ecocluster.rules.snapshot import load_snapshot, save_snapshot
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
-from ecocluster.rules.stage import RulesStage, StageState
-from ecocluster.rules.transitions import Transition
 
 from ecocluster.core.registry import Cluster, load_cluster
 from ecocluster.core.types import DeviceStatus
+from ecocluster.rules.stage import RulesStage, StageState
+from ecocluster.rules.transitions import Transition
 from tests.rules.conftest import BASE, MIN, T0, batch
 
 COLD = {"name": "cold", "type": "threshold", "quantity": "power_w", "below": 0}

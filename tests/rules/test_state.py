@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ecocluster.rules.state import FIRING, OK, PENDING, RuleState
 
 M = 60_000

@@ -4,10 +4,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from ecocluster.rules.series import SeriesTable
-from ecocluster.rules.targets import build_targets
 
 from ecocluster.core.registry import Cluster
+from ecocluster.rules.series import SeriesTable
+from ecocluster.rules.targets import build_targets
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
 from ecocluster.rules.window import HotWindow, WindowConfig
 
 M = 60_000

@@ -4,9 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ecocluster.rules.engine import RuleEngine
 
 from ecocluster.core.types import DeviceStatus
+from ecocluster.rules.engine import RuleEngine
 from tests.rules.conftest import MIN, T0, minutes, run
 
 

@@ -4,8 +4,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ecocluster.rules.engine import RuleEngine
 
+from ecocluster.rules.engine import RuleEngine
 from tests.rules.conftest import MIN, T0, batch, minutes, run
 
 P = {"name": "r", "type": "threshold", "quantity": "power_w"}

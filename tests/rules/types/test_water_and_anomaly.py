@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from ecocluster.rules.engine import RuleEngine
 
+from ecocluster.rules.engine import RuleEngine
 from tests.rules.conftest import MIN, batch
 
 DAY = 86_400_000
