@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
+from ecocluster.core.transitions import QueueSink
 from ecocluster.embedded_broker import EmbeddedBroker
 from ecocluster.ingest.stage import IngestStage
 from ecocluster.rules.stage import RulesStage
@@ -86,7 +87,7 @@ async def run_demo(
         }
     )
     alerts: asyncio.Queue[Transition] = asyncio.Queue()
-    rules = RulesStage(cluster, queue=alerts, tick_s=options.tick_s, event_time=True)
+    rules = RulesStage(cluster, sinks=[QueueSink(alerts)], tick_s=options.tick_s, event_time=True)
     simulation: Simulation | None = None
 
     def simulated_now_ms() -> int:

@@ -79,7 +79,7 @@ def _rules_stage(cluster: Cluster, settings: Settings) -> Stage:
     )
     return RulesStage(
         cluster,
-        publisher=publisher,
+        sinks=[publisher],
         config_path=cluster.source,
         snapshot_path=Path(settings.data_dir) / "rules-state.json",
         tick_s=settings.rules_tick_s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
@@ -31,6 +32,10 @@ def alerts_filter(prefix: str) -> str:
 
 class TransitionPublisher(Protocol):
     async def start(self) -> None: ...
+
+    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
+        """`TransitionSink`: publish and wait for the PUBACKs."""
+        await self.publish(list(transitions))
 
     async def publish(self, transitions: list[Transition]) -> None: ...
 
@@ -71,6 +76,10 @@ class MqttTransitionPublisher:
     async def start(self) -> None:
         await asyncio.to_thread(self._client.connect, self._target.host, self._target.port, 30)
         self._client.loop_start()
+
+    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
+        """`TransitionSink`: publish and wait for the PUBACKs."""
+        await self.publish(list(transitions))
 
     async def publish(self, transitions: list[Transition]) -> None:
         infos = [

@@ -1,7 +1,7 @@
 """The rules stage: receives accepted readings from ingest, ticks the engine, emits
 transitions to the alert stage.
 
-    stage = RulesStage(cluster, queue=alerts_queue, config_path=path,
+    stage = RulesStage(cluster, sinks=[alert_service], config_path=path,
                        snapshot_path=settings.data_dir / "rules-state.json")
     ingest = Ingestor(..., sink=stage)            # ingest calls on_readings / on_status
     async with asyncio.TaskGroup() as tg:
@@ -15,7 +15,9 @@ reloads the rules when the cluster file changes or on SIGHUP (a bad file is refu
 every error logged by file and line, and the old rules keep running), and saves the
 pending/firing state every `snapshot_every_s` and on shutdown.
 
-Transitions go to `queue` (in-process) and/or `publisher` (MQTT, `rules/publish.py`).
+Transitions go to every `TransitionSink` in `sinks`: the alert service in the same node, or
+the MQTT publisher (`rules/publish.py`) for an alert stage elsewhere. The sinks' own
+connections are opened and closed by the node runtime, not by this stage.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 
@@ -33,9 +35,8 @@ from ecocluster.core.registry import Cluster, load_cluster
 from ecocluster.core.types import DeviceStatus, ReadingBatch
 from ecocluster.core.yamlsource import ConfigError
 from ecocluster.rules.engine import RuleEngine
-from ecocluster.rules.publish import TransitionPublisher
 from ecocluster.rules.snapshot import load_snapshot, save_snapshot
-from ecocluster.rules.transitions import Transition
+from ecocluster.rules.transitions import Transition, TransitionSink
 from ecocluster.rules.window import WindowConfig
 
 __all__ = ["RulesStage", "StageState"]
@@ -56,8 +57,7 @@ class StageState(Enum):
 class RulesStage:
     """Args:
     cluster: the validated cluster (its rules are compiled now: `ConfigError` if bad).
-    queue: where transitions go in-process (the alert stage reads it).
-    publisher: where they go over MQTT when the alert stage runs elsewhere.
+    sinks: where transitions go (the alert service, an MQTT publisher, a `QueueSink`).
     config_path: the cluster file to watch for changes (default: `cluster.source`).
     tick_s: seconds of `clock()` between evaluations.
     clock: event time in epoch ms (default: wall time).
@@ -71,8 +71,7 @@ class RulesStage:
         self,
         cluster: Cluster,
         *,
-        queue: asyncio.Queue[Transition] | None = None,
-        publisher: TransitionPublisher | None = None,
+        sinks: Sequence[TransitionSink] = (),
         config_path: Path | None = None,
         tick_s: float = 10.0,
         clock: Callable[[], int] = _wall_ms,
@@ -83,8 +82,7 @@ class RulesStage:
         window: WindowConfig | None = None,
     ) -> None:
         self.engine = RuleEngine(cluster, window=window)
-        self.queue = queue
-        self.publisher = publisher
+        self.sinks = list(sinks)
         self.config_path = config_path or cluster.source
         self.tick_s = tick_s
         self.clock = clock
@@ -128,11 +126,8 @@ class RulesStage:
         if not transitions:
             return
         self.transitions_emitted += len(transitions)
-        if self.queue is not None:
-            for t in transitions:
-                self.queue.put_nowait(t)
-        if self.publisher is not None:
-            await self.publisher.publish(transitions)
+        for sink in self.sinks:
+            await sink.on_transitions(transitions)
 
     def reload(self) -> bool:
         """Reload the rules from `config_path`; on a bad file log every error, keep the old
@@ -171,15 +166,12 @@ class RulesStage:
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self, ready: asyncio.Event) -> None:
-        """Restore state, start the publisher, then tick until cancelled; on the way out
-        save the state and close the publisher."""
+        """Restore state, then tick until cancelled; on the way out save the state."""
         if self.state is not StageState.NEW:
             raise RuntimeError("RulesStage is single-use; create a new one")
         self.state = StageState.RUNNING
         if self.snapshot_path is not None and (saved := load_snapshot(self.snapshot_path)):
             _log.info("rules state restored for %d targets", self.engine.restore(saved))
-        if self.publisher is not None:
-            await self.publisher.start()
         hup = self._install_sighup()
         ready.set()
         last_save = last_watch = time.monotonic()
@@ -205,8 +197,6 @@ class RulesStage:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self.save()
-            if self.publisher is not None:
-                await self.publisher.close()
             self.state = StageState.CLOSED
 
     def request_reload(self) -> None:

@@ -62,7 +62,7 @@ async def test_stage_publishes_transitions_with_qos1(
             _parse_mqtt_url(mosquitto.url), prefix=topic_prefix, client_id=f"{topic_prefix}-rules"
         )
         cold = {"name": "cold", "type": "threshold", "quantity": "power_w", "below": 0}
-        stage = RulesStage(make_cluster([cold]), publisher=publisher, clock=lambda: T0 + MIN)
+        stage = RulesStage(make_cluster([cold]), sinks=[publisher], clock=lambda: T0 + MIN)
         await publisher.start()
         await stage.on_readings(batch(stage.engine.cluster, [(0, T0, -4.0)]))
         await stage.tick()

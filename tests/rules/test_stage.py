@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ecocluster.core.registry import Cluster, load_cluster
+from ecocluster.core.transitions import QueueSink
 from ecocluster.core.types import DeviceStatus
 from ecocluster.rules.stage import RulesStage, StageState
 from ecocluster.rules.transitions import Transition
@@ -36,7 +37,7 @@ async def test_readings_in_transitions_out_on_the_queue(
 ) -> None:
     queue: asyncio.Queue[Transition] = asyncio.Queue()
     clock = Clock(T0 + MIN)
-    stage = RulesStage(make_cluster([COLD]), queue=queue, clock=clock)
+    stage = RulesStage(make_cluster([COLD]), sinks=[QueueSink(queue)], clock=clock)
     await stage.on_readings(batch(stage.engine.cluster, [(0, T0, -4.0)]))
     await stage.tick()
     t = queue.get_nowait()
@@ -82,7 +83,12 @@ async def test_run_reloads_on_file_change_refuses_a_bad_file_and_saves_state(
     clock = Clock(T0 + MIN)
     snap = tmp_path / "state" / "rules.json"
     stage = RulesStage(
-        load_cluster(path), queue=queue, clock=clock, tick_s=0.01, watch_s=0.0, snapshot_path=snap
+        load_cluster(path),
+        sinks=[QueueSink(queue)],
+        clock=clock,
+        tick_s=0.01,
+        watch_s=0.0,
+        snapshot_path=snap,
     )
     await stage.on_readings(batch(stage.engine.cluster, [(0, T0, -4.0)]))
     ready = asyncio.Event()
@@ -146,7 +152,11 @@ async def test_firing_state_survives_a_restart_through_the_snapshot(tmp_path: Pa
     first.save()
     queue: asyncio.Queue[Transition] = asyncio.Queue()
     second = RulesStage(
-        load_cluster(path), queue=queue, clock=Clock(T0 + 11 * MIN), snapshot_path=snap, tick_s=0.01
+        load_cluster(path),
+        sinks=[QueueSink(queue)],
+        clock=Clock(T0 + 11 * MIN),
+        snapshot_path=snap,
+        tick_s=0.01,
     )
     await second.on_readings(batch(second.engine.cluster, [(0, T0 + 10 * MIN, -4.0)]))
     ready = asyncio.Event()
