@@ -1,14 +1,16 @@
-"""One node: the chosen stages in one asyncio TaskGroup (composition root; it may import
-every stage, the stages never import each other backwards).
+"""The node runtime: opens the shared resources once, builds the planned stages from
+`ecocluster.stages.STAGES`, runs them in one TaskGroup and closes everything in reverse.
 
-Stages expose `name` and `async def run(ready: asyncio.Event) -> None`. Data flows one way:
-the ingest stage hands what it made durable to its `sinks` (`ecocluster.core.types.ReadingSink`),
-so a rules stage joins by being built first and passed to ingest as a sink:
+    async with node_lifespan(cluster, settings, plan(only)) as (state, stages):
+        ...                                    # what `run_node` does
 
-    rules = RulesStage(...)                      # implements ReadingSink
-    ingest = IngestStage(cluster, settings, sinks=[rules])
+The shared resources live in one typed `NodeState` (as Starlette's lifespan yields state):
+the store, one Prometheus registry, the fan-out ports between stages, the rules engine's
+read view, and — when the alert stage runs elsewhere — the MQTT publisher of transitions.
+`ecocluster demo` runs the same composition with embedded parts (`NodeParts`).
 
-`build_stages` is where the lead wires new stages in.
+A stage that fails for good stops the node with one line naming the stage and the cause
+(`StageFailed`); the traceback goes to the DEBUG log.
 """
 
 from __future__ import annotations
@@ -17,102 +19,201 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Protocol
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
+from ecocluster.core.errors import FatalError, TransientError, describe
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
-from ecocluster.core.types import ReadingSink
+from ecocluster.core.transitions import Transition, TransitionSink
+from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
+from ecocluster.stages import Stage, StageSpec, plan
 
-__all__ = ["STAGES", "Stage", "build_stages", "run_node"]
+if TYPE_CHECKING:
+    from ecocluster.ingest.stores import Store
+    from ecocluster.rules.engine import RuleEngine
+
+__all__ = [
+    "NodeParts",
+    "NodeState",
+    "ReadingFanOut",
+    "StageFailed",
+    "TransitionFanOut",
+    "node_lifespan",
+    "run_node",
+]
 
 _log = logging.getLogger(__name__)
 
-#: Every stage a node can run, in the direction of the data.
-STAGES: tuple[str, ...] = ("ingest", "rules")
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-class Stage(Protocol):
-    name: str
+class ReadingFanOut:
+    """Ingest's one `ReadingSink`; consumers (the rules stage) join with `add`."""
 
-    async def run(self, ready: asyncio.Event) -> None: ...
+    def __init__(self) -> None:
+        self.sinks: list[ReadingSink] = []
+
+    def add(self, sink: ReadingSink) -> None:
+        self.sinks.append(sink)
+
+    async def on_readings(self, batch: ReadingBatch) -> None:
+        for sink in self.sinks:
+            await sink.on_readings(batch)
+
+    async def on_status(self, status: DeviceStatus) -> None:
+        for sink in self.sinks:
+            await sink.on_status(status)
 
 
-def build_stages(
+class TransitionFanOut:
+    """The rules stage's one `TransitionSink`: the alert service in this node, or the MQTT
+    publisher for an alert stage elsewhere, plus any observer (the demo's console)."""
+
+    def __init__(self) -> None:
+        self.sinks: list[TransitionSink] = []
+
+    def add(self, sink: TransitionSink) -> None:
+        self.sinks.append(sink)
+
+    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
+        for sink in self.sinks:
+            await sink.on_transitions(transitions)
+
+
+@dataclass(frozen=True)
+class NodeParts:
+    """What a composition may swap in: the demo's embedded store and simulated clock."""
+
+    store: Store | None = None
+    clock: Callable[[], int] = wall_ms
+    #: Rules tick on the newest reading's time (a replay or an accelerated simulation).
+    event_time: bool = False
+    rules_tick_s: float | None = None
+    #: Extra transition consumers (the demo's console), besides the alert stage.
+    observers: Sequence[TransitionSink] = ()
+
+
+@dataclass
+class NodeState:
+    """The shared resources every stage factory receives."""
+
+    cluster: Cluster
+    settings: Settings
+    store: Store
+    parts: NodeParts
+    clock: Callable[[], int]
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    readings: ReadingFanOut = field(default_factory=ReadingFanOut)
+    transitions: TransitionFanOut = field(default_factory=TransitionFanOut)
+    #: The rules engine (its hot window is the API's live view), once the rules stage runs.
+    engine: RuleEngine | None = None
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+
+class StageFailed(FatalError):
+    """A stage stopped for good; the node stops with this one line."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage} stage stopped: {describe(cause)}")
+        self.stage = stage
+        self.cause = cause
+
+
+@contextlib.asynccontextmanager
+async def node_lifespan(
+    cluster: Cluster,
+    settings: Settings,
+    specs: Sequence[StageSpec],
+    parts: NodeParts | None = None,
+) -> AsyncIterator[NodeState]:
+    """Open the shared resources, build the stages into `state.stages`, close on exit."""
+    from ecocluster.ingest.stores import make_store
+
+    parts = parts or NodeParts()
+    state = NodeState(
+        cluster=cluster,
+        settings=settings,
+        store=parts.store if parts.store is not None else make_store(settings),
+        parts=parts,
+        clock=parts.clock,
+    )
+    names = {spec.name for spec in specs}
+    for observer in parts.observers:
+        state.transitions.add(observer)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(state.store.close)
+        await _open_store(state.store)
+        for spec in specs:
+            state.stages[spec.name] = await spec.build(state, stack)
+        if "rules" in names and "alerts" not in names:
+            await _publish_transitions(state, stack)
+        yield state
+
+
+async def _open_store(store: Store) -> None:
+    """A store that is away at start is not fatal: ingest spools, readers answer 503."""
+    try:
+        await store.open()
+    except TransientError as exc:
+        _log.warning("store unavailable at start (%s); the stages retry", describe(exc))
+
+
+async def _publish_transitions(state: NodeState, stack: contextlib.AsyncExitStack) -> None:
+    """No alert stage in this node: transitions go out over MQTT (QoS 1) to the one that
+    runs elsewhere (`{prefix}/_alerts/{site}/{rule}`)."""
+    from ecocluster.rules.publish import MqttTransitionPublisher
+
+    settings = state.settings
+    publisher = MqttTransitionPublisher(
+        settings.mqtt, prefix=settings.topic_prefix, client_id=f"{settings.mqtt_client_id}-rules"
+    )
+    await publisher.start()
+    stack.push_async_callback(publisher.close)
+    state.transitions.add(publisher)
+
+
+async def run_node(
     cluster: Cluster,
     settings: Settings,
     only: Sequence[str] | None = None,
     *,
-    sinks: Sequence[ReadingSink] = (),
-) -> list[Stage]:
-    """The stages to run (all when `only` is empty), wired to each other."""
-    wanted = list(only) if only else list(STAGES)
-    unknown = [s for s in wanted if s not in STAGES]
-    if unknown:
-        raise ValueError(f"unknown stage {unknown[0]!r} (known: {', '.join(STAGES)})")
-    if "rules" in wanted and "ingest" not in wanted:
-        raise ValueError(
-            "the rules stage is fed by ingest in the same node: run --only ingest,rules "
-            "(relaying readings to separate rule workers over MQTT is not built yet)"
-        )
-    stages: list[Stage] = []
-    sinks = list(sinks)
-    if "rules" in wanted:
-        stages.append(_rules_stage(cluster, settings))
-        sinks.append(stages[-1])  # type: ignore[arg-type]
-    if "ingest" in wanted:
-        from ecocluster.ingest.stage import IngestStage
-
-        stages.insert(0, IngestStage(cluster, settings, sinks=sinks))
-    return stages
-
-
-def _rules_stage(cluster: Cluster, settings: Settings) -> Stage:
-    """Rules on wall time; until an alert stage runs in this node, transitions go out over
-    MQTT (`{prefix}/_alerts/{site}/{rule}`, QoS 1) for an alert stage elsewhere."""
-    from ecocluster.rules.publish import MqttTransitionPublisher
-    from ecocluster.rules.stage import RulesStage
-
-    publisher = MqttTransitionPublisher(
-        settings.mqtt, prefix=settings.topic_prefix, client_id=f"{settings.mqtt_client_id}-rules"
-    )
-    return RulesStage(
-        cluster,
-        sinks=[publisher],
-        config_path=cluster.source,
-        snapshot_path=Path(settings.data_dir) / "rules-state.json",
-        tick_s=settings.rules_tick_s,
-    )
-
-
-async def run_node(
-    stages: Sequence[Stage],
-    *,
+    parts: NodeParts | None = None,
     stop: asyncio.Event | None = None,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[NodeState], None] | None = None,
 ) -> None:
-    """Run `stages` until `stop` is set, SIGINT/SIGTERM arrives or a stage fails.
-
-    Stopping cancels the stages; each flushes what it holds on its way out."""
+    """Run the planned stages until `stop` is set, SIGINT/SIGTERM arrives or a stage fails
+    (`StageFailed`, one line). Stopping cancels the stages; each flushes on its way out."""
+    specs = plan(only)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
+    with _stop_on_signals(stop):
+        async with node_lifespan(cluster, settings, specs, parts) as state:
+            await _run_stages(state, stop, on_ready)
+
+
+async def _run_stages(
+    state: NodeState, stop: asyncio.Event, on_ready: Callable[[NodeState], None] | None
+) -> None:
+    stages = list(state.stages.values())
     try:
         async with asyncio.TaskGroup() as tasks:
             readies = []
             for stage in stages:
                 ready = asyncio.Event()
                 readies.append(ready)
-                tasks.create_task(stage.run(ready), name=f"{stage.name}.run")
+                tasks.create_task(_guarded(stage, ready), name=f"{stage.name}.run")
 
             async def announce() -> None:
                 await asyncio.gather(*(r.wait() for r in readies))
                 _log.info("node ready: %s", ", ".join(s.name for s in stages))
                 if on_ready is not None:
-                    on_ready()
+                    on_ready(state)
 
             tasks.create_task(announce(), name="node.ready")
             await stop.wait()
@@ -120,10 +221,35 @@ async def run_node(
             raise _Stop
     except* _Stop:
         pass
+    except* StageFailed as group:
+        failure = group.exceptions[0]
+        assert isinstance(failure, StageFailed)
+        _log.error("%s", failure)
+        _log.debug("traceback of the %s stage", failure.stage, exc_info=failure.cause)
+        raise failure from None
+
+
+async def _guarded(stage: Stage, ready: asyncio.Event) -> None:
+    """Run one stage; any failure becomes a `StageFailed` naming it."""
+    try:
+        await stage.run(ready)
+    except Exception as exc:
+        raise StageFailed(stage.name, exc) from exc
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> contextlib.Generator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)  # not in the main thread: skipped
+            installed.append(sig)
+    try:
+        yield
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 class _Stop(Exception):

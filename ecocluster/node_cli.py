@@ -4,6 +4,7 @@ store from the settings). Thin: parse, load, hand over to `ecocluster.node`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -28,18 +29,26 @@ def run(
     ] = None,
 ) -> None:
     """Run the pipeline's stages against the configured broker and store."""
-    from ecocluster.node import build_stages, run_node
+    from ecocluster.core.errors import FatalError, describe
+    from ecocluster.node import run_node
+    from ecocluster.stages import StagePlanError, plan
 
     cluster, settings = load_config_or_exit(config)
     setup_logging(settings.log_level, settings.log_format)
-    wanted = [s.strip() for s in only.split(",") if s.strip()] if only else None
+    wanted = only.split(",") if only else None
     try:
-        stages = build_stages(cluster, settings, wanted)
-    except ValueError as exc:
+        plan(wanted)
+    except StagePlanError as exc:
         _err.print(str(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
     try:
-        asyncio.run(run_node(stages))
-    except Exception as exc:  # a stage failed for good (e.g. credentials refused)
+        asyncio.run(run_node(cluster, settings, wanted))
+    except FatalError as exc:  # a stage failed for good (e.g. credentials refused)
         _err.print(f"node stopped: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug: still one line; the traceback at DEBUG
+        logging.getLogger("ecocluster.node").debug("node failed", exc_info=exc)
+        _err.print(f"node stopped: {describe(exc)}", markup=False, highlight=False)
         raise typer.Exit(1) from None

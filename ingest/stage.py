@@ -89,6 +89,8 @@ class IngestStage:
         #: which readings from the future or too old are refused.
         self.clock = clock or _wall_ms
         self.store = store if store is not None else make_store(settings)
+        #: A store handed in is shared (the node's lifespan closes it); our own we close.
+        self._owns_store = store is None
         self.sinks = list(sinks)
         self.metrics = metrics or IngestMetrics()
         data = Path(settings.data_dir)
@@ -199,7 +201,8 @@ class IngestStage:
         self.dead_letters.close()
         self.flags_log.close()
         self.spool.close()
-        await self.store.close()
+        if self._owns_store:
+            await self.store.close()
 
     async def _flush_all(self) -> None:
         while self._unfinished:
