@@ -116,7 +116,7 @@ class DeviceFleet:
         missing = sum(not d.connected for d in self.devices)
         raise MqttConnectError(f"{missing} device(s) got no CONNACK from {self.target}")
 
-    def _on_connect_for(self, device: _Device):  # type: ignore[no-untyped-def]
+    def _on_connect_for(self, device: _Device):
         def on_connect(client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
             if getattr(rc, "is_failure", False):
                 device.refused = str(rc)

@@ -3,29 +3,15 @@ import-linter (pyproject `[tool.importlinter]`) is what enforces it, on the inst
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from tests.tree import assemble
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _assemble_package(into: Path) -> Path:
-    """The `ecocluster` tree as pip installs it: `ecocluster/` plus each folder mapped in by
-    pyproject's `package-dir` (works the same for editable and regular installs)."""
-    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-dir"
-    ]
-    package = into / "ecocluster"
-    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "ecocluster", package, ignore=skip)
-    for name, folder in sorted(mapping.items()):
-        shutil.copytree(ROOT / folder, into / Path(*name.split(".")), ignore=skip)
-    return package
 
 
 def _lint_imports(cwd: Path, site: Path) -> subprocess.CompletedProcess[str]:
@@ -48,7 +34,7 @@ def _lint_imports(cwd: Path, site: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_import_contracts_hold(tmp_path: Path) -> None:
-    _assemble_package(tmp_path / "site")
+    assemble(tmp_path / "site")
     result = _lint_imports(tmp_path, tmp_path / "site")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
@@ -65,7 +51,7 @@ def test_import_contracts_hold(tmp_path: Path) -> None:
 )
 def test_a_wrong_import_breaks_a_contract(tmp_path: Path, module: str, bad_import: str) -> None:
     """The contracts can fail: a copy of the package with one import against the flow."""
-    package = _assemble_package(tmp_path / "site")
+    package = assemble(tmp_path / "site")
     target = package / module
     target.write_text(target.read_text() + f"\n{bad_import}  # deliberately wrong\n")
     result = _lint_imports(tmp_path, tmp_path / "site")

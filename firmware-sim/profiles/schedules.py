@@ -62,12 +62,12 @@ def occupancy(category: str, lt: LocalTime) -> FloatArray:
         return workday(lt) * window(h, 8.0, 18.0, 1.0) * (1.0 - 0.25 * bump(h, 13.2, 0.6))
     if category == "town_hall":
         afternoon = np.isin(lt.weekday, (1, 3)) * 0.7 * window(h, 15.0, 18.0)
-        return workday(lt) * np.maximum(window(h, 8.0, 14.0, 0.8), afternoon)
+        return workday(lt) * np.maximum(window(h, 8.0, 14.0, 0.8), afternoon).astype(float)
     if category == "depot":
         return workday(lt) * window(h, 7.0, 16.0, 0.5)
     if category == "school":
         afternoon = np.isin(lt.weekday, (1, 3)) * 0.5 * window(h, 14.5, 16.5)
-        return school_term(lt) * np.maximum(window(h, 8.0, 13.75, 0.4), afternoon)
+        return school_term(lt) * np.maximum(window(h, 8.0, 13.75, 0.4), afternoon).astype(float)
     if category == "visitor_centre":
         open_day = summer_season(lt) | lt.is_weekend | lt.is_holiday()
         return open_day * window(h, 9.5, 17.5, 0.5) * np.where(summer_season(lt), 1.0, 0.6)
