@@ -15,9 +15,10 @@ import typer
 from rich.console import Console
 
 from ecocluster import __version__
+from ecocluster.core.cli_support import load_config_or_exit
 from ecocluster.core.logs import setup_logging
-from ecocluster.core.registry import ConfigError, load_cluster
 from ecocluster.core.settings import load_settings
+from ecocluster.core.text import printable
 
 app = typer.Typer(
     name="ecocluster",
@@ -34,8 +35,12 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "ecocluster.sim.cli",
     "ecocluster.ingest.cli",
     "ecocluster.rules.cli",
+    "ecocluster.alerts.cli",
+    "ecocluster.api.cli",
     "ecocluster.node_cli",
     "ecocluster.demo_cli",
+    "ecocluster.deploy.cli",
+    "ecocluster.evaluation.cli",
 )
 
 
@@ -64,19 +69,12 @@ def _root(
 def check_config(
     file: Annotated[Path, typer.Argument(help="The cluster file (YAML).")],
 ) -> None:
-    """Validate a cluster file; print a summary, or every error with file, line and field."""
-    try:
-        cluster = load_cluster(file)
-        load_settings(cluster.settings)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
-        _err.print(f"{len(exc.issues)} error(s) in {file}", style="bold red")
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        _err.print(f"{file}: settings: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    _out.print(f"{file}: OK: {cluster.summary()}", markup=False, highlight=False)
+    """Validate a cluster file, its rules and settings; print a summary, or every error as
+    `file:line field.path: message` (exit 2)."""
+    from ecocluster.rules.catalog import parse_rules  # a stage: imported when used
+
+    cluster, _ = load_config_or_exit(file, parse_rules)
+    typer.echo(printable(f"{file}: OK: {cluster.summary()}"))
 
 
 def _register_stage_commands() -> None:
@@ -96,4 +94,13 @@ _register_stage_commands()
 
 
 def main() -> None:
-    app()
+    """The console script: usage errors (a missing option, a bad number) are one line naming
+    the option, exit code 2, never click's framed box or a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        raise SystemExit(130) from None
+    except typer.TyperException as exc:
+        typer.echo(printable(exc.format_message()), err=True)
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

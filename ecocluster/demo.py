@@ -1,12 +1,18 @@
-"""`ecocluster demo`: the whole pipeline on one machine with nothing to install.
+"""`ecocluster demo`: the whole system on one machine with nothing to install.
 
-An embedded MQTT broker (amqtt, MQTT 3.1.1), the DuckDB store in a data dir, the
-simulator publishing the example territory at an accelerated pace with a fault scenario,
-and every stage of a normal node: the same composition as `ecocluster run`
-(`ecocluster.stages`, `ecocluster.node`), with embedded parts swapped in (`NodeParts`).
+A local broker (a `mosquitto` found on the PATH, else the embedded amqtt), the DuckDB store
+in a data dir, the simulator publishing the example territory at an accelerated pace with a
+fault scenario, and every stage of a normal node: the same composition as `ecocluster run`
+(`ecocluster.stages`, `ecocluster.node`) with embedded parts swapped in (`NodeParts`).
 
-The simulated clock starts a week ago (readings carry simulated timestamps), so the rule
-engine runs on event time: a 12-hour scenario at `speed=720` plays in one minute.
+Notifications are real but stay on this machine: every contact's channels are replaced by a
+loopback webhook (`demo_notify`), which Apprise delivers to and which writes
+`notifications.jsonl`; `--notify URL` adds real Apprise targets.
+
+Time is simulated: readings carry simulated timestamps starting a week ago, the rules run on
+event time and the alert service on the same clock, so group waits and escalations play out
+at the simulation's pace. The scenario's faults are moved forward so that the first one
+starts a few simulated minutes in (`lead_in`): the first alert appears within seconds.
 """
 
 from __future__ import annotations
@@ -16,25 +22,34 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
-from ecocluster.core.transitions import Transition
-from ecocluster.embedded_broker import EmbeddedBroker
-from ecocluster.ingest.stage import IngestStage
+from ecocluster.demo_notify import LocalNotificationLog, with_demo_channels
+from ecocluster.local_broker import BrokerChoice, BrokerKind, open_broker
 from ecocluster.node import NodeParts, NodeState, run_node
 from ecocluster.sim import SimConfig, Simulation, build_plan, load_scenario
+from ecocluster.sim.scenario import Scenario
 
-__all__ = ["DemoOptions", "DemoSummary", "run_demo"]
+if TYPE_CHECKING:
+    from ecocluster.alerts.records import AlertRecord
+    from ecocluster.alerts.service import AlertService
+    from ecocluster.ingest.stage import IngestStage
+
+__all__ = ["DemoOptions", "DemoReady", "DemoSummary", "run_demo"]
 
 _log = logging.getLogger(__name__)
 _DRAIN_S = 10.0
+_DAY_MS = 86_400_000
+_ALERT_POLL_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -42,9 +57,24 @@ class DemoOptions:
     data_dir: Path
     duration_s: float | None = 60.0
     speed: float = 720.0
-    scenario: str | None = "stress-mix"
+    scenario: str | None = "bad-winter-week"
     seed: int = 1
     tick_s: float = 0.5
+    #: Real Apprise URLs to notify besides the local log (`--notify`).
+    notify: tuple[str, ...] = ()
+    #: The scenario's first fault starts this far into the run.
+    lead_in: timedelta = timedelta(minutes=3)
+    broker: BrokerKind = "auto"
+
+
+@dataclass(frozen=True)
+class DemoReady:
+    """What the user needs once everything runs."""
+
+    broker: str
+    notifications: Path
+    dashboard_url: str | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,16 +83,22 @@ class DemoSummary:
     faults_injected: int = 0
     readings_stored: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    alerts_raised: int = 0
+    alerts_fired: int = 0
+    alerts_resolved: int = 0
+    alerts_acknowledged: int = 0
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    notifications_by_channel: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
     store_path: Path | None = None
-    #: Set when the demo winds down: later transitions are not counted.
-    closed: bool = False
+    broker: str = ""
 
     @property
     def readings_rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+    @property
+    def notifications_sent(self) -> int:
+        return sum(self.notifications_by_channel.values())
 
 
 async def run_demo(
@@ -70,71 +106,124 @@ async def run_demo(
     settings: Settings,
     options: DemoOptions,
     *,
-    on_alert: Callable[[Transition], None] | None = None,
+    on_alert: Callable[[AlertRecord], None] | None = None,
+    on_ready: Callable[[DemoReady], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> DemoSummary:
     """Run the node's own composition with embedded parts until `duration_s` passes (or
     `stop` is set), then stop the simulator, drain, and summarise."""
     stop = stop or asyncio.Event()
-    broker = EmbeddedBroker()
-    await broker.start()
-    demo_settings = settings.model_copy(
+    started = time.monotonic()
+    summary = DemoSummary(store_path=options.data_dir)
+    notifications = LocalNotificationLog(options.data_dir / "notifications.jsonl")
+    async with (
+        open_broker(settings, options.broker, use_configured=False) as broker,
+        notifications.serving(),
+    ):
+        summary.broker = broker.description
+        sim_start_ms = (time.time_ns() // 1_000_000 // _DAY_MS - 7) * _DAY_MS
+        simulation = _simulation(cluster, settings, options, broker, sim_start_ms)
+
+        def simulated_now_ms() -> int:
+            # Readings carry simulated time: "from the future" means ahead of the simulation.
+            return max(sim_start_ms, simulation.sim_now_ms() or sim_start_ms)
+
+        parts = NodeParts(clock=simulated_now_ms, event_time=True, rules_tick_s=options.tick_s)
+        node_settings = _node_settings(settings, options, broker)
+        node_cluster = with_demo_channels(cluster, notifications, options.notify)
+        node_stop = asyncio.Event()
+        ready: asyncio.Queue[NodeState] = asyncio.Queue()
+        node = asyncio.create_task(
+            run_node(
+                node_cluster,
+                node_settings,
+                None,
+                parts=parts,
+                stop=node_stop,
+                on_ready=ready.put_nowait,
+            ),
+            name="demo.node",
+        )
+        console: asyncio.Task[None] | None = None
+        state: NodeState | None = None
+        try:
+            state = await _wait_ready(node, ready)
+            if on_ready is not None:
+                on_ready(DemoReady(broker.description, notifications.path))
+            if state.alerts is not None and on_alert is not None:
+                console = asyncio.create_task(_show_alerts(state.alerts, on_alert))
+            simulation.start()
+            await _until_done(simulation, stop, options.duration_s)
+            ingest: IngestStage = state.stages["ingest"]  # type: ignore[assignment]
+            await _drain(ingest)
+            await state.stages["rules"].tick()  # type: ignore[attr-defined]
+            if state.alerts is not None:
+                await state.alerts.settle()
+            await _summarise(summary, state, options.notify)
+        finally:
+            simulation.stop()
+            if console is not None:
+                console.cancel()
+            node_stop.set()
+            await node
+            await asyncio.to_thread(simulation.join, 10)
+    summary.wall_s = time.monotonic() - started
+    summary.messages_sent = simulation.stats.messages
+    summary.faults_injected = simulation.stats.faults
+    return summary
+
+
+def _node_settings(settings: Settings, options: DemoOptions, broker: BrokerChoice) -> Settings:
+    return settings.model_copy(
         update={
             "mqtt_url": SecretStr(broker.url),
-            "mqtt_protocol": "3.1.1",
+            "mqtt_protocol": broker.protocol,
             "mqtt_client_id": "ecocluster-demo",
             "influx_url": None,
+            "alert_db_url": None,
             "data_dir": options.data_dir,
         }
     )
-    summary = DemoSummary(store_path=options.data_dir)
-    simulation: Simulation | None = None
 
-    def simulated_now_ms() -> int:
-        # Readings carry simulated time: "from the future" means ahead of the simulation.
-        now = simulation.sim_now_ms() if simulation is not None else None
-        return now if now is not None else time.time_ns() // 1_000_000
 
-    console = _AlertCounter(summary, on_alert)
-    parts = NodeParts(
-        clock=simulated_now_ms, event_time=True, rules_tick_s=options.tick_s, observers=[console]
+def _simulation(
+    cluster: Cluster,
+    settings: Settings,
+    options: DemoOptions,
+    broker: BrokerChoice,
+    sim_start_ms: int,
+) -> Simulation:
+    scenario = load_scenario(options.scenario) if options.scenario else None
+    if scenario is not None:
+        scenario = with_lead_in(scenario, options.lead_in)
+    return Simulation(
+        build_plan(cluster, seed=options.seed),
+        SimConfig(
+            broker=broker.url,
+            prefix=settings.topic_prefix,
+            qos=1,
+            mode="shared",
+            protocol=broker.protocol,
+            speed=options.speed,
+            start=datetime.fromtimestamp(sim_start_ms / 1000, UTC),
+            scenario=scenario,
+        ),
     )
-    node_stop = asyncio.Event()
-    ready: asyncio.Queue[NodeState] = asyncio.Queue()
-    node = asyncio.create_task(
-        run_node(
-            cluster, demo_settings, None, parts=parts, stop=node_stop, on_ready=ready.put_nowait
-        )
-    )
-    started = time.monotonic()
-    state: NodeState | None = None
-    try:
-        state = await _wait_ready(node, ready)
-        simulation = _start_simulation(cluster, settings, options, broker.url)
-        await _until_done(simulation, stop, options.duration_s)
-        ingest = state.stages["ingest"]
-        await _drain(ingest)  # type: ignore[arg-type]
-        rules = state.stages["rules"]
-        await rules.tick()  # type: ignore[attr-defined]
-        # Stopping the simulator takes its devices offline; that is the demo ending,
-        # not an incident, so the summary is closed first.
-        summary.closed = True
-        simulation.stop()
-        await asyncio.to_thread(simulation.join)
-    finally:
-        if simulation is not None:
-            simulation.stop()
-        node_stop.set()
-        await node
-        await broker.stop()
-    summary.wall_s = time.monotonic() - started
-    if simulation is not None:
-        summary.messages_sent = simulation.stats.messages
-        summary.faults_injected = simulation.stats.faults
-    if state is not None:
-        summary.readings_stored = state.stages["ingest"].accepted  # type: ignore[attr-defined]
-        summary.rejected_by_reason = _rejections(state.metrics)
-    return summary
+
+
+def with_lead_in(scenario: Scenario, lead_in: timedelta) -> Scenario:
+    """The scenario with its relative fault times moved earlier by one amount, so the first
+    fault starts `lead_in` into the run (the order and spacing of the faults are kept)."""
+    offsets = [f.at for f in scenario.faults if isinstance(f.at, timedelta)]
+    if not offsets or min(offsets) <= lead_in:
+        return scenario
+    shift = min(offsets) - lead_in
+    faults = [
+        f.model_copy(update={"at": f.at - shift}) if isinstance(f.at, timedelta) else f
+        for f in scenario.faults
+    ]
+    duration = scenario.duration - shift if scenario.duration is not None else None
+    return scenario.model_copy(update={"faults": faults, "duration": duration})
 
 
 async def _wait_ready(node: asyncio.Task[None], ready: asyncio.Queue[NodeState]) -> NodeState:
@@ -147,27 +236,6 @@ async def _wait_ready(node: asyncio.Task[None], ready: asyncio.Queue[NodeState])
     if node in done:
         node.result()  # raises the stage's failure
     raise TimeoutError("the demo node did not become ready in 30 s")
-
-
-def _start_simulation(
-    cluster: Cluster, settings: Settings, options: DemoOptions, broker_url: str
-) -> Simulation:
-    plan = build_plan(cluster, seed=options.seed)
-    scenario = load_scenario(options.scenario) if options.scenario else None
-    simulation = Simulation(
-        plan,
-        SimConfig(
-            broker=broker_url,
-            prefix=settings.topic_prefix,
-            qos=1,
-            mode="shared",
-            protocol="3.1.1",
-            speed=options.speed,
-            scenario=scenario,
-        ),
-    )
-    simulation.start()
-    return simulation
 
 
 async def _until_done(
@@ -196,22 +264,42 @@ async def _drain(ingest: IngestStage) -> None:
         await asyncio.sleep(0.2)
 
 
-class _AlertCounter:
-    """A `TransitionSink` observer: counts firing transitions and shows each one."""
+async def _show_alerts(service: AlertService, show: Callable[[AlertRecord], None]) -> None:
+    """Each alert once when it fires and once when it resolves, as the service stores it
+    (with its short code), whatever the notifications did."""
+    seen: dict[int, str] = {}
+    while True:
+        for alert in reversed(await service.list_alerts(limit=500)):
+            if seen.get(alert.id) != alert.state:
+                seen[alert.id] = alert.state
+                show(alert)
+        await asyncio.sleep(_ALERT_POLL_S)
 
-    def __init__(self, summary: DemoSummary, on_alert: Callable[[Transition], None] | None) -> None:
-        self.summary = summary
-        self.on_alert = on_alert
 
-    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
-        for transition in transitions:
-            if self.summary.closed:
-                return
-            if transition.state == "firing":
-                self.summary.alerts_raised += 1
-                self.summary.alerts_by_rule[transition.rule] += 1
-            if self.on_alert is not None:
-                self.on_alert(transition)
+async def _summarise(summary: DemoSummary, state: NodeState, extra: tuple[str, ...]) -> None:
+    ingest: IngestStage = state.stages["ingest"]  # type: ignore[assignment]
+    summary.readings_stored = ingest.accepted
+    summary.rejected_by_reason = _rejections(state.metrics)
+    if state.alerts is None:
+        return
+    alerts = await state.alerts.list_alerts(limit=100_000)
+    summary.alerts_fired = len(alerts)
+    summary.alerts_resolved = sum(a.state == "resolved" for a in alerts)
+    summary.alerts_acknowledged = sum(a.acknowledged for a in alerts)
+    summary.alerts_by_rule.update(a.rule for a in alerts)
+    for alert in alerts:
+        detail = await state.alerts.get_alert(alert.id)
+        for sent in detail.notifications:
+            if sent.status == "sent":
+                summary.notifications_by_channel[_channel_name(sent.channel, extra)] += 1
+
+
+def _channel_name(index: int, extra: tuple[str, ...]) -> str:
+    """Channel 0 of every demo contact is the local log; then the `--notify` URLs, named by
+    their scheme only (a URL may carry credentials)."""
+    if index == 0 or index > len(extra):
+        return "local log"
+    return extra[index - 1].split("://", 1)[0] + "://"
 
 
 def _rejections(registry: CollectorRegistry) -> dict[str, int]:

@@ -34,6 +34,7 @@ from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
 from ecocluster.stages import Stage, StageSpec, plan
 
 if TYPE_CHECKING:
+    from ecocluster.alerts.service import AlertService
     from ecocluster.ingest.stores import Store
     from ecocluster.rules.engine import RuleEngine
 
@@ -112,8 +113,12 @@ class NodeState:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     readings: ReadingFanOut = field(default_factory=ReadingFanOut)
     transitions: TransitionFanOut = field(default_factory=TransitionFanOut)
+    #: The names of the stages this node runs (a factory adapts to its neighbours).
+    planned: frozenset[str] = frozenset()
     #: The rules engine (its hot window is the API's live view), once the rules stage runs.
     engine: RuleEngine | None = None
+    #: The alert service (the API's alert port), once the alert stage runs.
+    alerts: AlertService | None = None
     stages: dict[str, Stage] = field(default_factory=dict)
 
 
@@ -143,13 +148,21 @@ async def node_lifespan(
         store=parts.store if parts.store is not None else make_store(settings),
         parts=parts,
         clock=parts.clock,
+        planned=frozenset(spec.name for spec in specs),
     )
-    names = {spec.name for spec in specs}
+    names = state.planned
     for observer in parts.observers:
         state.transitions.add(observer)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(state.store.close)
         await _open_store(state.store)
+        if settings.influx_url and parts.store is None:
+            from ecocluster.deploy.influx_setup import influx_maintenance
+
+            # Retention policies and downsampling; never fatal at start (InfluxDB 2.x/3.x).
+            await stack.enter_async_context(
+                influx_maintenance(settings, timezone=cluster.territory.timezone)
+            )
         for spec in specs:
             state.stages[spec.name] = await spec.build(state, stack)
         if "rules" in names and "alerts" not in names:
@@ -171,8 +184,8 @@ async def _publish_transitions(state: NodeState, stack: contextlib.AsyncExitStac
     from ecocluster.rules.publish import MqttTransitionPublisher
 
     settings = state.settings
-    publisher = MqttTransitionPublisher(
-        settings.mqtt, prefix=settings.topic_prefix, client_id=f"{settings.mqtt_client_id}-rules"
+    publisher = MqttTransitionPublisher.from_settings(
+        settings, client_id=f"{settings.mqtt_client_id}-rules"
     )
     await publisher.start()
     stack.push_async_callback(publisher.close)

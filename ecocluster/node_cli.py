@@ -31,9 +31,10 @@ def run(
     """Run the pipeline's stages against the configured broker and store."""
     from ecocluster.core.errors import FatalError, describe
     from ecocluster.node import run_node
+    from ecocluster.rules.catalog import parse_rules
     from ecocluster.stages import StagePlanError, plan
 
-    cluster, settings = load_config_or_exit(config)
+    cluster, settings = load_config_or_exit(config, parse_rules)
     setup_logging(settings.log_level, settings.log_format)
     wanted = only.split(",") if only else None
     try:

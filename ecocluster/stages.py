@@ -82,9 +82,26 @@ async def _build_rules(state: NodeState, stack: contextlib.AsyncExitStack) -> St
     return stage
 
 
+async def _build_alerts(state: NodeState, stack: contextlib.AsyncExitStack) -> Stage:
+    """The alert service is the rules' `TransitionSink` in this node; without a rules stage
+    here it consumes `{prefix}/_alerts/#` from the broker (QoS 1, acked after commit)."""
+    from ecocluster.alerts.service import AlertService
+    from ecocluster.alerts.stage import AlertStage
+
+    service = AlertService(state.cluster, state.settings, clock=state.clock)
+    await service.start()
+    stack.push_async_callback(service.close)
+    state.transitions.add(service)
+    state.alerts = service
+    return AlertStage(
+        state.cluster, state.settings, service, consume_mqtt="rules" not in state.planned
+    )
+
+
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("ingest", _build_ingest, "MQTT → validate → store, acknowledged after durable"),
     StageSpec("rules", _build_rules, "hot window and rule engine → transitions"),
+    StageSpec("alerts", _build_alerts, "transitions → alerts → routing → outbox → Apprise"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
 

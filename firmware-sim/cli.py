@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ecocluster.core.cli_support import echo_err, load_cluster_or_exit
 from ecocluster.core.durations import parse_duration
-from ecocluster.core.registry import ConfigError, load_cluster
+from ecocluster.core.mqtt import MqttTls
+from ecocluster.core.settings import load_settings
 
 from .plan import build_plan
 from .runner import SimConfig, Simulation
@@ -81,20 +83,16 @@ def sim(
     ] = None,
 ) -> None:
     """Simulate the cluster's meters: real time, accelerated (--speed) or backfill."""
+    cluster = load_cluster_or_exit(config)
     try:
-        cluster = load_cluster(config)
         scen = load_scenario(scenario) if scenario else None
         only = [part for item in meters_only or [] for part in item.split(",")]
         plan = build_plan(
             cluster, seed=seed, meters_only=only, intervals=_intervals(interval or []), scale=scale
         )
-    except ConfigError as exc:
-        for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
-        raise typer.Exit(1) from None
     except (ScenarioError, ValueError) as exc:
-        _err.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        echo_err(exc)
+        raise typer.Exit(2) from None
     zone = cluster.territory.timezone
     start, end = _when(from_, zone), _when(to, zone)
     if end is not None and start is None:
@@ -121,6 +119,7 @@ def sim(
         duration_s=parse_duration(duration).total_seconds() if duration else None,
         scenario=scen,
         truth_path=truth,
+        tls=_tls_from_environment(),
     )
     simulation = Simulation(plan, cfg)
     _err.print(
@@ -166,3 +165,14 @@ def sim(
 
 def register(app: typer.Typer) -> None:
     app.command("sim")(sim)
+
+
+def _tls_from_environment() -> MqttTls | None:
+    """The same TLS settings as the node (`ECOCLUSTER_MQTT_CA_FILE`, `_CERT_FILE`,
+    `_KEY_FILE`), so a simulator reaches a locked-down broker as ingest does."""
+    try:
+        settings = load_settings()
+    except ValueError:
+        return None
+    tls = MqttTls.from_settings(settings)
+    return tls if tls.ca_file or tls.cert_file else None

@@ -32,6 +32,7 @@ from typing import IO, Literal
 
 import numpy as np
 
+from ecocluster.core.mqtt import MqttTls
 from ecocluster.core.settings import MqttTarget, _parse_mqtt_url
 
 from .devices import DeviceFleet
@@ -63,6 +64,8 @@ class SimConfig:
     truth_path: Path | None = None
     progress: bool = False
     client_id: str | None = None
+    #: TLS for an `mqtts://` broker (CA, client certificate): `MqttTls.from_settings(…)`.
+    tls: MqttTls | None = None
 
     @property
     def backfill(self) -> bool:
@@ -205,7 +208,7 @@ class Simulation:
         else:
             transport = SharedConnection(
                 self.target, self.encoder, qos=cfg.qos, protocol=cfg.protocol,
-                client_id=cfg.client_id,
+                client_id=cfg.client_id, tls=cfg.tls,
             )  # fmt: skip
             transport.open(all_meters)
         truth: IO[str] | None = cfg.truth_path.open("w") if cfg.truth_path else None

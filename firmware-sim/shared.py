@@ -34,6 +34,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ecocluster.core.mqtt import MqttTls
+from ecocluster.core.mqtt_wire import decode_varint, encode_varint
 from ecocluster.core.settings import MqttTarget
 
 from .payloads import Encoder, Message
@@ -55,7 +57,10 @@ def make_client(
     *,
     username: str | None = None,
     password: str | None = None,
+    tls: MqttTls | None = None,
 ) -> mqtt.Client:
+    """A paho client for `target`; `mqtts://` brokers get the same TLS context as the
+    ingest subscriber and the publisher (`MqttTls`: CA file, client certificate)."""
     proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
     user = username or target.username
@@ -63,7 +68,7 @@ def make_client(
     if user:
         client.username_pw_set(user, secret)
     if target.tls:
-        client.tls_set()
+        client.tls_set_context((tls or MqttTls()).context())
     return client
 
 
@@ -79,13 +84,14 @@ class SharedConnection:
         protocol: str = "3.1.1",
         client_id: str | None = None,
         window: int = 4000,
+        tls: MqttTls | None = None,
     ) -> None:
         self.target = target
         self.encoder = encoder
         self.qos = qos
         self.window = window
         self.client_id = client_id or f"ecocluster-sim-{uuid.uuid4().hex[:8]}"
-        self.client = make_client(self.client_id, protocol, target)
+        self.client = make_client(self.client_id, protocol, target, tls=tls)
         self.client.max_inflight_messages_set(0)  # unlimited: our window bounds it
         self._v5 = protocol == "5"
         self._mid = 0
@@ -241,19 +247,6 @@ class SharedConnection:
         self.client.loop(timeout=0.05)
 
 
-def _remaining_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    if n < 0x4000:
-        return bytes((n & 0x7F | 0x80, n >> 7))
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | 0x80 if n else digit)
-        if not n:
-            return bytes(out)
-
-
 @lru_cache(maxsize=65536)
 def _topic_field(topic: str, v5_props: bytes) -> bytes:
     encoded = topic.encode()
@@ -270,13 +263,13 @@ def _publish_packets(messages: Sequence[Message], mids: list[int] | None, *, v5:
     if mids is None:
         for msg in messages:
             topic = _topic_field(msg.topic, props)
-            add(b"\x30" + _remaining_length(len(topic) + len(props) + len(msg.payload)))
+            add(b"\x30" + encode_varint(len(topic) + len(props) + len(msg.payload)))
             add(topic + props if v5 else topic)
             add(msg.payload)
         return b"".join(parts)
     for msg, mid in zip(messages, mids, strict=True):
         topic = _topic_field(msg.topic, props)
-        add(b"\x32" + _remaining_length(len(topic) + 2 + len(props) + len(msg.payload)))
+        add(b"\x32" + encode_varint(len(topic) + 2 + len(props) + len(msg.payload)))
         add(topic + mid.to_bytes(2, "big") + props)
         add(msg.payload)
     return b"".join(parts)
@@ -345,18 +338,11 @@ def _packet_at(buf: bytes, pos: int) -> tuple[int, int, int] | None:
     """(packet type, body start, end) of the complete packet at `pos`, or None."""
     if pos + 2 > len(buf):
         return None
-    length, shift, i = 0, 0, pos + 1
-    while True:
-        if i >= len(buf):
-            return None
-        byte = buf[i]
-        length |= (byte & 0x7F) << shift
-        i += 1
-        if not byte & 0x80:
-            break
-        shift += 7
-    end = i + length
-    return (buf[pos] & 0xF0, i, end) if end <= len(buf) else None
+    length, body_start = decode_varint(buf, pos + 1, len(buf))
+    if length < 0:
+        return None
+    end = body_start + length
+    return (buf[pos] & 0xF0, body_start, end) if end <= len(buf) else None
 
 
 def _write_all(sock: socket.socket, data: bytes) -> None:

@@ -1,4 +1,8 @@
-"""`ecocluster dead-letters`: what ingest rejected, read from the dead-letter log on disk."""
+"""`ecocluster dead-letters`: what ingest rejected, read from the dead-letter log on disk.
+
+Everything shown comes from devices (topics, field names, messages quoting payloads): each
+line is escaped with `printable`, so a crafted topic cannot drive the reader's terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ecocluster.core.registry import ConfigError, load_cluster
-from ecocluster.core.settings import load_settings
+from ecocluster.core.cli_support import echo_err, fail, load_config_or_exit
+from ecocluster.core.errors import describe
+from ecocluster.core.text import printable
 from ecocluster.ingest.deadletter import DeadLetterLog
-
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,25 +28,33 @@ def dead_letters(
     reason: Annotated[str | None, typer.Option("--reason", help="Only this reason.")] = None,
 ) -> None:
     """Counts per reason and the newest rejected payloads (the log under the data dir)."""
-    try:
-        settings = load_settings(load_cluster(config).settings)
-    except (ConfigError, ValueError) as exc:
-        _err.print(f"{config}: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    if last < 0:
+        fail("--last", f"must be 0 or more (got {last})")
+    _, settings = load_config_or_exit(config)
     log = DeadLetterLog(Path(settings.data_dir) / "dead-letters.jsonl", max_bytes=1 << 30)
-    entries = [e for e in log.entries() if reason is None or e.get("reason") == reason]
+    try:
+        entries = [e for e in log.entries() if reason is None or e.get("reason") == reason]
+    except (OSError, ValueError) as exc:  # unreadable or corrupt: say so, in one line
+        echo_err(f"{log.path}: cannot read the dead-letter log: {describe(exc)}")
+        raise typer.Exit(1) from None
     counts: Counter[str] = Counter()
     for e in entries:
-        counts[str(e.get("reason"))] += int(e.get("count", 1))  # type: ignore[call-overload]
+        by_reason = e.get("reasons")  # one message whose readings failed for several reasons
+        if isinstance(by_reason, dict):
+            for name, n in by_reason.items():
+                counts[str(name)] += _count(n)
+        else:
+            counts[str(e.get("reason"))] += _count(e.get("count", 1))
     if not entries:
-        _out.print("no dead letters", markup=False)
+        typer.echo("no dead letters")
         return
     for name, n in counts.most_common():
-        _out.print(f"{name:22s} {n}", markup=False, highlight=False)
+        typer.echo(f"{printable(name):22s} {n}")
     for e in entries[-last:] if last > 0 else []:
-        field = f" {e['field']}" if e.get("field") else ""
-        _out.print(
-            f"{e['recv_ms']} {e['topic']}{field}: [{e['reason']}] {e['message']}",
-            markup=False,
-            highlight=False,
-        )
+        field = f" {e.get('field')}" if e.get("field") else ""
+        line = f"{e.get('recv_ms')} {e.get('topic')}{field}: [{e.get('reason')}] {e.get('message')}"
+        typer.echo(printable(line))
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1

@@ -24,9 +24,14 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self.store_dropped = Counter(
+            "ecocluster_ingest_store_dropped",
+            "Points the store reported dropping (InfluxDB's dropped=N), dead-lettered",
+            registry=r,
+        )
         self.register_flags = Counter(
             "ecocluster_ingest_register_flags",
-            "Register readings flagged (reset: went down; jump: implausible rise)",
+            "Register readings flagged for review (drop, jump, reset, shift, rollover)",
             ["kind"],
             registry=r,
         )

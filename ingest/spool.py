@@ -8,6 +8,12 @@ reads sealed segments oldest first and deletes each once the store has all of it
 mid-segment replays that segment again, which is harmless (a point's identity is series +
 time). The total size is bounded by a budget: past it `append` raises `SpoolFullError`
 and the ingestor stops acknowledging, so the broker keeps the messages.
+
+The disk may fill before the budget does (other files share it): a write that fails
+(ENOSPC, a quota, a read-only remount) cuts its partial record off and raises
+`SpoolFullError` too, so the node keeps running without acknowledging, and the next
+`append` simply tries again once space has returned. `open()` never raises for a full
+disk either: a restart on a full disk must not crash again.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 import numpy as np
 import orjson
@@ -64,6 +70,12 @@ def decode_batch(body: bytes) -> ReadingBatch:
     )
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Spool:
     """Usage: `spool.open()`; `spool.append(batch)` (durable on return);
     `for seg, batches in spool.sealed_segments(): …; spool.drop(seg)`."""
@@ -73,14 +85,18 @@ class Spool:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.batches = 0
-        self._active: IO[bytes] | None = None
+        self._active: int | None = None  # the active segment's file descriptor
         self._active_path: Path | None = None
         self._counts: dict[Path, int] = {}
 
     def open(self) -> None:
         """Scan what a previous run left, cutting off a torn tail."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.bytes = self.batches = 0
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _log.error("spool %s cannot be created (%s)", self.directory, exc.strerror or exc)
+            return
         for path in self._segments():
             good_end, count = self._scan(path)
             if good_end < path.stat().st_size:
@@ -125,30 +141,53 @@ class Spool:
         return end, count
 
     def append(self, batch: ReadingBatch) -> None:
-        """Write one batch and fsync it; raise `SpoolFullError` past the budget."""
+        """Write one batch and fsync it; raise `SpoolFullError` past the budget, or when the
+        disk refuses the write (then nothing of the batch is left in the segment)."""
         body = encode_batch(batch)
         size = _HEADER.size + len(body)
         if self.bytes + size > self.max_bytes:
             raise SpoolFullError(
                 f"spool full: {self.bytes} of {self.max_bytes} bytes used in {self.directory}"
             )
-        fh = self._active_file(size)
-        fh.write(_HEADER.pack(len(body), zlib.crc32(body)) + body)
-        fh.flush()
-        os.fsync(fh.fileno())
+        start = -1
+        try:
+            fd = self._active_file(size)
+            start = os.lseek(fd, 0, os.SEEK_END)
+            _write_all(fd, _HEADER.pack(len(body), zlib.crc32(body)) + body)
+            os.fsync(fd)
+        except OSError as exc:
+            self._cut(start)
+            raise SpoolFullError(
+                f"spool full: {self.directory} cannot be written ({exc.strerror or exc});"
+                f" {self.bytes} bytes spooled"
+            ) from exc
         assert self._active_path is not None
         self._counts[self._active_path] = self._counts.get(self._active_path, 0) + 1
         self.bytes += size
         self.batches += 1
 
-    def _active_file(self, size: int) -> IO[bytes]:
-        if self._active is not None and self._active.tell() + size > _SEGMENT_BYTES:
+    def _cut(self, length: int) -> None:
+        """Drop a partial record after a failed write (shrinking needs no free space)."""
+        if self._active is None or length < 0:
+            return
+        try:
+            os.ftruncate(self._active, length)
+        except OSError as exc:  # open() cuts it at the next start: the checksum fails
+            _log.warning("spool: could not cut a partial record (%s)", exc.strerror or exc)
+
+    def _active_file(self, size: int) -> int:
+        if (
+            self._active is not None
+            and os.lseek(self._active, 0, os.SEEK_END) + size > _SEGMENT_BYTES
+        ):
             self.seal()
         if self._active is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
             segments = self._segments()
             seq = int(segments[-1].stem) + 1 if segments else 1
-            self._active_path = self.directory / f"{seq:012d}.seg"
-            self._active = self._active_path.open("ab")
+            path = self.directory / f"{seq:012d}.seg"
+            self._active = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._active_path = path
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)  # the new file's name is durable too
@@ -159,7 +198,7 @@ class Spool:
     def seal(self) -> None:
         """Close the segment being appended to; later appends start a new one."""
         if self._active is not None:
-            self._active.close()
+            os.close(self._active)
             self._active = None
             self._active_path = None
 

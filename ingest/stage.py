@@ -18,24 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecocluster.core.errors import FatalError
 from ecocluster.core.registry import Cluster
+from ecocluster.core.retry import Backoff
 from ecocluster.core.settings import Settings
 from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
-from ecocluster.ingest.deadletter import DeadLetterLog
-from ecocluster.ingest.errors import SpoolFullError, StoreRejected, StoreUnavailable
+from ecocluster.ingest.deadletter import MAX_ROWS, DeadLetterLog, record_rejections
+from ecocluster.ingest.errors import (
+    SpoolFullError,
+    StoreQueryError,
+    StoreRejected,
+    StoreUnavailable,
+)
 from ecocluster.ingest.metrics import IngestMetrics
 from ecocluster.ingest.pipeline import Limits, dedupe_last, prepare
 from ecocluster.ingest.registers import RegisterTracker
 from ecocluster.ingest.spool import Spool
+from ecocluster.ingest.stamps import ReceiptStamper
+from ecocluster.ingest.statuses import StatusLatch
 from ecocluster.ingest.stores import Store, make_store
-from ecocluster.ingest.subscriber import Inbound, MqttSubscriber, SubscriberError
+from ecocluster.ingest.subscriber import Inbound, MqttSubscriber
 from ecocluster.ingest.validate import TopicRouter
 
 __all__ = ["IngestStage"]
@@ -49,8 +57,13 @@ _REPLAY_MAX_BACKOFF_S = 30.0
 _MAX_UNFINISHED = 5
 _MAX_CONCURRENT_WRITES = 4
 _SHUTDOWN_S = 10.0
-#: No new message for this long while some wait for their ack: the window is probably full.
-_IDLE_S = 0.01
+_FLAG_TEXT = {
+    "drop": "went down (held: a spike, or a reset the next reading confirms)",
+    "jump": "rose implausibly (held, not booked)",
+    "reset": "reset confirmed (booked from 0, a lower bound)",
+    "shift": "level shift confirmed (replaced meter or gap; the step is not booked)",
+    "rollover": "rolled over at the register size",
+}
 
 
 def _wall_ms() -> int:
@@ -107,17 +120,24 @@ class IngestStage:
         )
         self.spool = Spool(data / "spool", max_bytes=settings.spool_max_bytes)
         self.tracker = RegisterTracker(cluster, data / "registers.json")
+        #: Receipt stamps for readings without a time (`ingest_missing_ts=receipt`).
+        self.stamper = (
+            ReceiptStamper(data / "receipt-stamps.jsonl")
+            if settings.ingest_missing_ts == "receipt"
+            else None
+        )
+        self.statuses = StatusLatch()
         self.router = TopicRouter(cluster, settings.topic_prefix)
         self.limits = Limits(
             settings.max_payload_bytes,
             int(settings.max_future_s * 1000),
             int(settings.max_age_s * 1000),
         )
-        self.subscriber = MqttSubscriber(settings)
         window = (
             settings.mqtt_receive_maximum // 4 if settings.mqtt_qos else settings.ingest_batch_size
         )
         self.flush_threshold = max(1, min(settings.ingest_batch_size, window))
+        self.subscriber = MqttSubscriber(settings, flush_at=self.flush_threshold)
         self.accepted = 0
         self._replay_needed = asyncio.Event()
         self._store_down_logged = False
@@ -130,25 +150,22 @@ class IngestStage:
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, ready: asyncio.Event | None = None) -> None:
         await self._open()
-        sub = self.subscriber
-        sub.threshold = self.flush_threshold
-        await sub.start()
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                consumer = tasks.create_task(self._consume(), name="ingest.consumer")
-                tasks.create_task(self._write_loop(), name="ingest.writer")
-                tasks.create_task(self._replay(), name="ingest.replayer")
-                tasks.create_task(self._housekeeping(), name="ingest.housekeeping")
-                tasks.create_task(self._signal_ready(ready), name="ingest.ready")
-                await consumer
-        except* SubscriberError as group:
-            raise group.exceptions[0] from None  # one clear error, not a group
-        finally:
-            await self._shutdown()
+        async with self.subscriber:  # owns the connection; disconnects after the last acks
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    consumer = tasks.create_task(self._consume(), name="ingest.consumer")
+                    tasks.create_task(self._write_loop(), name="ingest.writer")
+                    tasks.create_task(self._replay(), name="ingest.replayer")
+                    tasks.create_task(self._housekeeping(), name="ingest.housekeeping")
+                    tasks.create_task(self._signal_ready(ready), name="ingest.ready")
+                    await consumer
+            except* FatalError as group:
+                raise group.exceptions[0] from None  # one clear error, not a group
+            finally:
+                await self._shutdown()
 
     async def _signal_ready(self, ready: asyncio.Event | None) -> None:
-        await self.subscriber.connected.wait()
-        await self.subscriber.subscribed.wait()
+        await self.subscriber.wait_subscribed()
         if ready is not None:
             ready.set()
 
@@ -157,8 +174,11 @@ class IngestStage:
         self.metrics.spool_bytes.set(self.spool.bytes)
         self.metrics.spool_batches.set(self.spool.batches)
         restored = self.tracker.load()
+        if self.stamper is not None:
+            self.stamper.load()
         try:
             await self.store.open()
+            await self._seed_statuses()
             for quantity in ("energy_kwh", "water_m3"):
                 restored += self.tracker.merge_latest(await self.store.latest(quantity))
         except StoreUnavailable as exc:
@@ -175,6 +195,13 @@ class IngestStage:
         if not self.spool.empty:
             self._replay_needed.set()
 
+    async def _seed_statuses(self) -> None:
+        """The devices' known states, so a repeated status adds no row (best effort)."""
+        try:
+            self.statuses.seed(await self.store.device_statuses())
+        except (StoreQueryError, StoreRejected) as exc:
+            _log.warning("device statuses not read at start (%s)", exc)
+
     @property
     def _state_saveable(self) -> bool:
         """The register state may be saved once every burst it has seen is durable."""
@@ -188,18 +215,19 @@ class IngestStage:
         except TimeoutError:
             _log.error(
                 "shutdown: %d messages not made durable in %.0f s; the broker keeps them",
-                len(self.subscriber.pending) + sum(len(w.messages) for w in self._unfinished),
+                self.subscriber.buffered + sum(len(w.messages) for w in self._unfinished),
                 _SHUTDOWN_S,
             )
         except Exception:
             _log.exception(
                 "shutdown: flushing failed; unacknowledged messages stay with the broker"
             )
-        await self.subscriber.stop()
         if self._state_saveable:
             self.tracker.save()
         self.dead_letters.close()
         self.flags_log.close()
+        if self.stamper is not None:
+            self.stamper.close()
         self.spool.close()
         if self._owns_store:
             await self.store.close()
@@ -208,52 +236,24 @@ class IngestStage:
         while self._unfinished:
             await self._finish(self._unfinished[0])
             self._unfinished.popleft()
-        while self.subscriber.pending:
-            work = self._prepare(self.subscriber.drain(self.settings.ingest_batch_size))
+        self.subscriber.stop_receiving()
+        while messages := await self.subscriber.next_batch(wait=False):
+            work = self._prepare(messages)
             self._unfinished.append(work)
             await self._finish(work)
             self._unfinished.popleft()
 
     # -- the loop ---------------------------------------------------------------------------
     async def _consume(self) -> None:
-        sub, flush_s = self.subscriber, self.settings.ingest_flush_ms / 1000
-        while True:
-            sub.rearm()
-            if not sub.pending and sub.fatal is None:
-                await sub.wakeup.wait()
-                sub.rearm()
-            if sub.fatal is not None:
-                raise sub.fatal
-            if 0 < len(sub.pending) < self.flush_threshold:
-                await self._gather_burst(flush_s)
-            self.metrics.unacked.set(len(sub.pending))
-            messages = sub.drain(max(self.flush_threshold, self.settings.ingest_batch_size))
-            if not messages:
-                continue
+        """Batches from the subscriber (cut by size, age, or a stalled stream: see
+        `MqttSubscriber`) are prepared in order, at most `_MAX_UNFINISHED` ahead."""
+        async for messages in self.subscriber:
+            self.metrics.unacked.set(self.subscriber.buffered)
             while len(self._unfinished) >= _MAX_UNFINISHED:
                 self._work_done.clear()
                 await self._work_done.wait()
             self._unfinished.append(self._prepare(messages))
             self._work_added.set()
-
-    async def _gather_burst(self, flush_s: float) -> None:
-        """Wait until the burst is big enough, old enough, or the stream stalls.
-
-        A stall (nothing new for `_IDLE_S`) with messages pending usually means the broker's
-        inflight window is full and waits for our acks: flush now rather than at the age
-        limit. This keeps throughput up when the window is smaller than we were told (MQTT
-        3.1.1 cannot ask for one; a default Mosquitto allows 20)."""
-        sub = self.subscriber
-        deadline = sub.pending[0].recv_ms / 1000 + flush_s
-        seen = -1
-        while len(sub.pending) < self.flush_threshold and len(sub.pending) != seen:
-            seen = len(sub.pending)
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.wakeup.wait(), min(remaining, _IDLE_S))
-                return  # the threshold was reached
 
     async def _write_loop(self) -> None:
         """Bursts made durable (several at once), then acknowledged and sunk in order."""
@@ -287,23 +287,23 @@ class IngestStage:
     def _prepare(self, messages: list[Inbound]) -> _Work:
         """Decode, validate, dead-letter and compute deltas (no I/O but the logs)."""
         now_ms = self.clock()
-        prepared = prepare(messages, self.router, self.cluster.series, self.limits, now_ms=now_ms)
+        prepared = prepare(
+            messages,
+            self.router,
+            self.cluster.series,
+            self.limits,
+            now_ms=now_ms,
+            stamper=self.stamper,
+        )
+        if self.stamper is not None:
+            self.stamper.flush()  # the stamps are durable before their readings are written
         for kind, n in prepared.kinds.items():
             if n:
                 self.metrics.messages.labels(kind).inc(n)
-        for r in prepared.rejected:
-            self.dead_letters.record(
-                r.message.topic,
-                r.reason,
-                r.text,
-                payload=r.message.payload,
-                field=r.field,
-                count=r.count,
-                recv_ms=r.message.recv_ms,
-            )
+        record_rejections(self.dead_letters, prepared.rejected)  # one entry per message
         batch, flags = self.tracker.apply(dedupe_last(prepared.batch))
-        self._record_flags(batch, flags.reset_idx.tolist(), "reset")
-        self._record_flags(batch, flags.jump_idx.tolist(), "jump")
+        for kind, rows in flags.rows.items():
+            self._record_flags(batch, rows, kind)
         return _Work(messages, batch, prepared.statuses)
 
     async def _finish(self, work: _Work) -> None:
@@ -327,7 +327,7 @@ class IngestStage:
     def _record_flags(self, batch: ReadingBatch, rows: list[int], kind: str) -> None:
         for i in rows:
             key = batch.series[batch.series_idx[i]]
-            what = "went down (reset or replaced meter)" if kind == "reset" else "rose implausibly"
+            what = _FLAG_TEXT.get(kind, kind)
             self.flags_log.record(
                 f"{key.site}/{key.meter}",
                 kind,
@@ -339,12 +339,14 @@ class IngestStage:
             self.flags_log.flush()
 
     async def _write_statuses(self, statuses: list[DeviceStatus]) -> None:
-        if not statuses:
+        changes = self.statuses.changes(statuses)  # a repeated state adds no row
+        if not changes:
             return
         try:
-            await self.store.write_statuses(statuses)
+            await self.store.write_statuses(changes)
         except (StoreUnavailable, StoreRejected) as exc:
             # Statuses are retained on the broker: the current one comes back on resubscribe.
+            self.statuses.forget(changes)
             _log.warning("device statuses not stored (%s)", exc)
 
     async def _make_durable(self, batch: ReadingBatch) -> None:
@@ -380,7 +382,7 @@ class IngestStage:
                 if time.monotonic() - self._spool_full_logged > 30:
                     _log.error(
                         "%s: NOT acknowledging messages; the broker keeps them until the"
-                        " store is back",
+                        " store or disk space is back",
                         exc,
                     )
                     self._spool_full_logged = time.monotonic()
@@ -415,17 +417,38 @@ class IngestStage:
         self.metrics.accepted.inc(n)
 
     def _dead_letter_rows(self, batch: ReadingBatch, exc: StoreRejected) -> None:
+        """One dead-letter entry per refusal reason, with the first rows in detail: a batch
+        the store refused whole is one bounded entry, not thousands."""
+        if exc.dropped:
+            self.metrics.store_dropped.inc(exc.dropped)
+        by_reason: dict[str, list[int]] = {}
         for i, why in zip(exc.rejected_idx, exc.reasons, strict=True):
-            key = batch.series[batch.series_idx[i]]
+            by_reason.setdefault(why, []).append(i)
+        for why, rows in by_reason.items():
+            detail = []
+            for i in rows[:MAX_ROWS]:
+                key = batch.series[batch.series_idx[i]]
+                detail.append(
+                    {
+                        "reason": "store_rejected",
+                        "field": f"{key.site}/{key.meter}/{key.quantity}",
+                        "message": f"{batch.values[i]} at {batch.ts_ms[i]}",
+                        "count": 1,
+                    }
+                )
+            first = batch.series[batch.series_idx[rows[0]]]
             self.dead_letters.record(
-                f"{self.settings.topic_prefix}/{key.site}/{key.meter}/data",
+                f"{self.settings.topic_prefix}/{first.site}/{first.meter}/data",
                 "store_rejected",
-                f"{why}: {key.quantity}={batch.values[i]} at {batch.ts_ms[i]}",
-                field=key.quantity,
+                why,
+                field=first.quantity,
+                count=len(rows),
+                rows=detail,
             )
+        self.dead_letters.flush()
 
     async def _replay(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(initial_s=0.5, max_s=_REPLAY_MAX_BACKOFF_S)
         while True:
             await self._replay_needed.wait()
             while not self.spool.empty:
@@ -440,10 +463,9 @@ class IngestStage:
                         except StoreRejected as exc:
                             self._dead_letter_rows(batch, exc)
                 except StoreUnavailable:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _REPLAY_MAX_BACKOFF_S)
+                    await backoff.sleep()
                     continue
-                backoff = 0.5
+                backoff.reset()
                 self.spool.drop(path)
                 self.metrics.spool_bytes.set(self.spool.bytes)
                 self.metrics.spool_batches.set(self.spool.batches)
@@ -460,5 +482,5 @@ class IngestStage:
                 self.tracker.save()
             self.dead_letters.maybe_log_summary()
             self.flags_log.maybe_log_summary()
-            self.metrics.connected.set(1 if self.subscriber.connected.is_set() else 0)
-            self.metrics.unacked.set(len(self.subscriber.pending))
+            self.metrics.connected.set(1 if self.subscriber.is_connected else 0)
+            self.metrics.unacked.set(self.subscriber.buffered)

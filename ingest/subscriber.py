@@ -1,15 +1,27 @@
-"""The MQTT side of ingest: one persistent-session connection, reconnected for ever.
+"""The MQTT side of ingest: one persistent-session subscription, as an owned object.
 
-The wire protocol is `ingest.mqtt` (asyncio, no thread: acknowledgements only after a
-durable write, and a whole burst parsed per socket read). This module owns the connection's
-life: connect (TLS and credentials from `ECOCLUSTER_MQTT_URL`), subscribe to the filters
-(kept as data, re-subscribed on every connect), keep-alive, and an explicit reconnect loop
-with capped exponential backoff and jitter that logs once per outage and stops for good
-when the broker refuses our credentials.
+    async with MqttSubscriber(settings, batch_size=5000, flush_at=250) as sub:
+        await sub.wait_subscribed()            # raises the fatal error, if any
+        async for batch in sub:                # list[Inbound], oldest first
+            ...                                # make the batch durable, then
+            sub.ack(batch)                     # PUBACK each on the connection it came on
 
-Message ids are per connection: after a reconnect the broker redelivers what we had not
-acknowledged, so an ack for a message of an earlier connection is dropped (`generation`),
-never sent on the new one, where the same id may name another message.
+Constructor: `MqttSubscriber(settings, *, batch_size=…, flush_at=…, max_wait_s=…,
+max_buffered=…)` (defaults: `ingest_batch_size`, the same, `ingest_flush_ms`, 200,000);
+everything else (broker `MqttTarget`, client id, protocol, prefix, TLS, QoS, keep-alive,
+Receive Maximum, share group, sites) comes from `Settings`.
+
+The subscriber owns its connection task (`ConnectionLoop`: reconnect for ever with the
+kernel's backoff; stop on refused credentials or a configuration the broker cannot serve)
+and its receive buffer. Batches are cut by size, by age (`max_wait_s` after the first
+message) and when the stream stalls with messages waiting: a broker whose inflight window
+is full sends nothing until we acknowledge, so waiting for size alone would deadlock.
+
+Message ids are per connection. Every connection gets a `generation` the moment it is
+opened, before CONNECT: a resumed session's backlog arrives between CONNACK and SUBACK, and
+its PUBACKs must go out on that connection (issue 9 #11). An ack for a connection that is
+gone is dropped: the broker redelivers the message, and the same id may already name
+another message on the new connection.
 """
 
 from __future__ import annotations
@@ -18,37 +30,27 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
-import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
+from ecocluster.core.mqtt import MqttConfigError, MqttRefused, MqttTls, MqttUnavailable
+from ecocluster.core.mqtt_wire import ConnAck, puback_packets, subscribe_packet
 from ecocluster.core.settings import Settings
 from ecocluster.core.types import is_valid_id
-from ecocluster.ingest.errors import IngestError
-from ecocluster.ingest.mqtt import (
-    DISCONNECT,
-    PINGREQ,
-    Inbound,
-    MqttProtocol,
-    ProtocolError,
-    connect_packet,
-    puback_packets,
-    subscribe_packet,
-)
+from ecocluster.ingest.mqtt import Inbound, MqttProtocol
+from ecocluster.ingest.mqtt_connection import CONNECT_TIMEOUT_S, ClientOptions, ConnectionLoop
 
-__all__ = ["Inbound", "MqttSubscriber", "SubscriberError", "topic_filters"]
+__all__ = ["Inbound", "MqttSubscriber", "topic_filters"]
 
 _log = logging.getLogger(__name__)
-#: CONNACK codes meaning "your credentials are wrong": stop, do not retry (3.1.1 and 5).
-_REFUSED: Final = {4, 5, 0x86, 0x87, 0x8C}
-_MIN_BACKOFF_S, _MAX_BACKOFF_S = 0.5, 30.0
-_CONNECT_TIMEOUT_S: Final = 10.0
-
-
-class SubscriberError(IngestError):
-    """The broker refused us for good (bad credentials, not authorised)."""
+#: Room in a packet beyond its payload: fixed header, our topics (4 levels of ≤ 64
+#: characters), packet id and properties.
+PACKET_OVERHEAD: Final = 512
+#: No new message for this long while some wait: the broker's window is probably full.
+_IDLE_S: Final = 0.01
+#: SUBACK codes meaning "shared subscriptions are not supported" (MQTT 5 §3.9.3).
+_NO_SHARED: Final = 0x9E
 
 
 def topic_filters(settings: Settings) -> list[str]:
@@ -71,187 +73,249 @@ def topic_filters(settings: Settings) -> list[str]:
 
 
 class MqttSubscriber:
-    """Usage: `await sub.start()`; wait on `sub.wakeup`; `sub.drain()`; `sub.ack(messages)`."""
+    """An async context manager and async iterator of message batches (see the module)."""
 
-    def __init__(self, settings: Settings, *, max_pending: int = 200_000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        batch_size: int | None = None,
+        flush_at: int | None = None,
+        max_wait_s: float | None = None,
+        max_buffered: int = 200_000,
+    ) -> None:
         self.settings = settings
-        self.target = settings.mqtt
         self.filters = topic_filters(settings)
         self.qos = settings.mqtt_qos
         self.v5 = settings.mqtt_protocol == "5"
-        self.pending: collections.deque[Inbound] = collections.deque()
-        self.max_pending = max_pending
-        self.generation = 0
-        self.threshold = 1
-        self.wakeup = asyncio.Event()
-        self.connected = asyncio.Event()
-        self.subscribed = asyncio.Event()
-        self.fatal: SubscriberError | None = None
+        if settings.ingest_share_group and not self.v5:
+            raise MqttConfigError("a share group needs MQTT 5: set ECOCLUSTER_MQTT_PROTOCOL=5")
+        self.batch_size = batch_size or settings.ingest_batch_size
+        #: A batch is cut as soon as this many wait (≤ the broker's inflight window).
+        self.flush_at = min(flush_at or self.batch_size, self.batch_size)
+        self.max_wait_s = max_wait_s if max_wait_s is not None else settings.ingest_flush_ms / 1000
+        self.max_buffered = max_buffered
+        self.options = ClientOptions(
+            target=settings.mqtt,
+            client_id=settings.mqtt_client_id,
+            v5=self.v5,
+            name="ingest",
+            keepalive_s=settings.mqtt_keepalive_s,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            receive_maximum=settings.mqtt_receive_maximum,
+            max_packet_size=settings.max_payload_bytes + PACKET_OVERHEAD,
+            tls=MqttTls.from_settings(settings),
+        )
+        self._loop = ConnectionLoop(self.options, self._new_protocol, self._subscribe)
+        self._buffer: collections.deque[Inbound] = collections.deque()
+        self._live: dict[int, MqttProtocol] = {}  # open connections by generation
+        self._wakeup = asyncio.Event()
         self._signalled = False
-        self._paused = False
-        self._protocol: MqttProtocol | None = None
+        self._subscribed = asyncio.Event()
+        self._paused: MqttProtocol | None = None
+        self._fatal: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start connecting in the background (returns at once)."""
-        self._task = asyncio.create_task(self._connection_loop(), name="ingest.mqtt")
+    async def __aenter__(self) -> MqttSubscriber:
+        if self._task is not None or self._closed:
+            raise RuntimeError("an MqttSubscriber runs once; create a new one")
+        self._task = asyncio.create_task(self._run(), name="ingest.mqtt")
+        return self
 
-    async def stop(self) -> None:
-        """Disconnect cleanly (the persistent session keeps what we have not acknowledged)."""
-        self._stopping = True
-        proto = self._protocol
-        if proto is not None and proto.write(DISCONNECT) and proto.transport is not None:
-            proto.transport.close()
+    async def __aexit__(self, *exc: object) -> None:
+        """Disconnect cleanly; the persistent session keeps what we did not acknowledge."""
+        self._closed = True
+        await self._loop.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _connection_loop(self) -> None:
-        backoff, outage_logged, ever = _MIN_BACKOFF_S, False, False
-        while not self._stopping:
-            try:
-                session_present = await self._connect()
-            except SubscriberError as exc:
-                self.fatal = exc
-                self.wakeup.set()
-                return
-            except (OSError, TimeoutError, ConnectionError, ProtocolError, ssl.SSLError) as exc:
-                if not outage_logged:
-                    _log.warning(
-                        "cannot reach the broker %s (%s); retrying with backoff up to %.0f s",
-                        self.target,
-                        exc or type(exc).__name__,
-                        _MAX_BACKOFF_S,
-                    )
-                    outage_logged = True
-            else:
-                if ever and not session_present:
-                    _log.warning(
-                        "broker %s lost our session: messages sent while we were away may be lost",
-                        self.target,
-                    )
-                _log.info(
-                    "connected to %s (MQTT %s, session present: %s), %d filters",
-                    self.target,
-                    self.settings.mqtt_protocol,
-                    session_present,
-                    len(self.filters),
-                )
-                ever, outage_logged, backoff = True, False, _MIN_BACKOFF_S
-                why = await self._serve()
-                self.connected.clear()
-                if self._stopping:
-                    return
-                _log.warning("lost the broker %s (%s); reconnecting", self.target, why or "closed")
-                outage_logged = True
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
-
-    async def _connect(self) -> bool:
-        s, loop = self.settings, asyncio.get_running_loop()
-        tls = None
-        if self.target.tls:
-            tls = ssl.create_default_context(cafile=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
-        self.generation += 1
-        generation = self.generation
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: MqttProtocol(self.pending, generation, v5=self.v5, on_wake=self._on_wake),
-                self.target.host,
-                self.target.port,
-                ssl=tls,
-            ),
-            _CONNECT_TIMEOUT_S,
-        )
+    async def _run(self) -> None:
         try:
-            password = self.target.password.get_secret_value() if self.target.password else None
-            proto.write(
-                connect_packet(
-                    s.mqtt_client_id,
-                    v5=self.v5,
-                    keepalive_s=s.mqtt_keepalive_s,
-                    username=self.target.username,
-                    password=password,
-                    session_expiry_s=s.mqtt_session_expiry_s,
-                    receive_maximum=s.mqtt_receive_maximum,
-                )
-            )
-            connack = await asyncio.wait_for(proto.connack, _CONNECT_TIMEOUT_S)
-            if connack.code in _REFUSED:
-                raise SubscriberError(
-                    f"broker {self.target} refused our credentials (code {connack.code:#04x})"
-                )
-            if connack.code:
-                raise ConnectionError(f"broker refused the connection (code {connack.code:#04x})")
-            suback = asyncio.get_running_loop().create_future()
-            proto.subacks[1] = suback
-            proto.write(subscribe_packet(1, self.filters, self.qos, v5=self.v5))
-            codes = await asyncio.wait_for(suback, _CONNECT_TIMEOUT_S)
-        except BaseException:
-            if proto.transport is not None:
-                proto.transport.close()
-            raise
-        refused = [f for f, c in zip(self.filters, codes, strict=False) if c >= 0x80]
-        if refused:
-            _log.error("broker refused subscriptions to %s", ", ".join(refused))
-        self._protocol = proto
-        self.connected.set()
-        self.subscribed.set()
-        return connack.session_present
+            await self._loop.run()
+        except Exception as exc:  # fatal: handed to whoever waits for batches
+            self._fatal = exc
+            self._wakeup.set()
+            self._subscribed.set()
 
-    async def _serve(self) -> Exception | None:
-        """Keep the connection alive until it is lost; returns why."""
-        proto = self._protocol
-        assert proto is not None
-        keepalive = self.settings.mqtt_keepalive_s
-        while not proto.closed.done():
+    async def wait_subscribed(self) -> None:
+        """Until the first SUBACK (raises the fatal error that ended the subscriber)."""
+        await self._subscribed.wait()
+        self._raise_if_fatal()
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while a connection is up (to wait on; `is_connected` to read)."""
+        return self._loop.connected
+
+    @property
+    def is_connected(self) -> bool:
+        return self._loop.connected.is_set()
+
+    @property
+    def buffered(self) -> int:
+        """Messages received but not yet handed out in a batch."""
+        return len(self._buffer)
+
+    @property
+    def generation(self) -> int:
+        """How many connections were opened so far (a reconnect increments it)."""
+        return self._loop.generation
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    # -- batches ----------------------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[list[Inbound]]:
+        return self
+
+    async def __anext__(self) -> list[Inbound]:
+        return await self.next_batch()
+
+    async def next_batch(self, *, wait: bool = True) -> list[Inbound]:
+        """The next batch (never empty when `wait`); without `wait`, what is buffered now
+        (up to `batch_size`, possibly nothing): for the last flush at shutdown."""
+        if wait:
+            while not self._buffer:
+                self._raise_if_fatal()
+                self._rearm()
+                await self._wakeup.wait()
+            self._raise_if_fatal()
+            if len(self._buffer) < self.flush_at:
+                await self._gather()
+        return self._take(self.batch_size)
+
+    async def _gather(self) -> None:
+        """Wait until the batch is big enough, old enough, or the stream stalls."""
+        buffer = self._buffer
+        deadline = buffer[0].recv_ms / 1000 + self.max_wait_s
+        seen = -1
+        while len(buffer) < self.flush_at and len(buffer) != seen and self._fatal is None:
+            seen = len(buffer)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return
+            self._rearm()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proto.closed), keepalive / 2)
-            if proto.closed.done():
-                break
-            if time.monotonic() - proto.last_read > keepalive * 1.5:
-                proto.fail("no answer from the broker within 1.5 × keepalive")
-                break
-            proto.write(PINGREQ)
-        return proto.closed.result()
+                await asyncio.wait_for(self._wakeup.wait(), min(remaining, _IDLE_S))
+                if len(buffer) >= self.flush_at:
+                    return
 
-    # -- messages ---------------------------------------------------------------------------
-    def _on_wake(self, before: int, after: int) -> None:
-        # Wake the consumer for the first message (it starts the age clock) and when the
-        # flush threshold is reached; not for every read in between.
-        if not self._signalled and (before == 0 or after >= self.threshold):
-            self._signalled = True
-            self.wakeup.set()
-        if after >= self.max_pending and not self._paused and self._protocol is not None:
-            # Backpressure: stop reading the socket until the consumer catches up.
-            transport = self._protocol.transport
-            if transport is not None:
-                transport.pause_reading()
-                self._paused = True
-
-    def rearm(self) -> None:
-        """Call before `drain`: the next message (or reaching `threshold`) wakes us again."""
-        self.wakeup.clear()
+    def _rearm(self) -> None:
+        self._wakeup.clear()
         self._signalled = False
 
-    def drain(self, limit: int | None = None) -> list[Inbound]:
-        pending = self.pending
-        n = len(pending) if limit is None else min(limit, len(pending))
-        out = [pending.popleft() for _ in range(n)]
-        if self._paused and len(pending) < self.max_pending // 2:
-            proto = self._protocol
-            if proto is not None and proto.transport is not None:
-                proto.transport.resume_reading()
-            self._paused = False
+    def _take(self, limit: int) -> list[Inbound]:
+        buffer = self._buffer
+        n = min(limit, len(buffer))
+        out = [buffer.popleft() for _ in range(n)]
+        paused = self._paused
+        if paused is not None and len(buffer) < self.max_buffered // 2:
+            self._paused = None
+            if paused.transport is not None:
+                paused.transport.resume_reading()
         return out
 
+    def stop_receiving(self) -> None:
+        """Stop reading from the broker (at shutdown, before the last `next_batch(wait=False)`
+        calls): what is not received stays with the broker for our next session."""
+        proto = self._loop.current
+        if proto is not None and proto.transport is not None and self._paused is None:
+            proto.transport.pause_reading()
+            self._paused = proto
+
     def ack(self, messages: Iterable[Inbound]) -> int:
-        """Acknowledge QoS 1 messages of the current connection, in one write."""
-        generation, proto = self.generation, self._protocol
-        mids = [m.mid for m in messages if m.qos == 1 and m.generation == generation]
-        if not mids or proto is None or not proto.write(puback_packets(mids)):
-            return 0
-        return len(mids)
+        """PUBACK the QoS 1 messages, each on the connection it came on (one write per
+        connection); returns how many were sent. Acks for closed connections are dropped:
+        the broker redelivers those messages."""
+        by_generation: dict[int, list[int]] = {}
+        for m in messages:
+            if m.qos == 1:
+                by_generation.setdefault(m.generation, []).append(m.mid)
+        sent = 0
+        for generation, mids in by_generation.items():
+            proto = self._live.get(generation)
+            if proto is not None and proto.write(puback_packets(mids)):
+                sent += len(mids)
+        return sent
+
+    # -- connections ------------------------------------------------------------------------
+    def _new_protocol(self, generation: int) -> MqttProtocol:
+        proto = MqttProtocol(
+            generation,
+            v5=self.v5,
+            inbound=self._buffer,
+            on_wake=self._on_wake,
+            max_packet_size=self.options.max_packet_size if self.v5 else None,
+        )
+        self._live[generation] = proto
+        proto.closed.add_done_callback(lambda _f: self._live.pop(generation, None))
+        return proto
+
+    def _on_wake(self, before: int, after: int) -> None:
+        # Wake the consumer for the first message (it starts the age clock) and when the
+        # batch is full; not for every read in between.
+        if not self._signalled and (before == 0 or after >= self.flush_at):
+            self._signalled = True
+            self._wakeup.set()
+        if after >= self.max_buffered and self._paused is None:
+            # Backpressure: stop reading the socket until the consumer catches up.
+            proto = self._loop.current or self._live.get(self._loop.generation)
+            if proto is not None and proto.transport is not None:
+                proto.transport.pause_reading()
+                self._paused = proto
+
+    async def _subscribe(self, proto: MqttProtocol, connack: ConnAck) -> None:
+        """After each CONNACK: check what the broker allows, then SUBSCRIBE and wait for
+        the SUBACK (the session's backlog may already be arriving meanwhile)."""
+        target, share = self.options.target, self.settings.ingest_share_group
+        if self.v5 and share and not connack.shared_subscription_available:
+            raise MqttConfigError(
+                f"broker {target} does not support shared subscriptions (CONNACK), but"
+                f" ingest_share_group is {share!r}: drop it or use a broker that has them"
+            )
+        if self.v5 and connack.maximum_qos < self.qos:
+            raise MqttConfigError(
+                f"broker {target} allows QoS {connack.maximum_qos} only: messages could be"
+                " lost; set ECOCLUSTER_MQTT_QOS=0 to accept that"
+            )
+        suback: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        proto.subacks[1] = suback
+        proto.write(subscribe_packet(1, self.filters, self.qos, v5=self.v5))
+        try:
+            codes = await asyncio.wait_for(suback, CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise MqttUnavailable(f"broker {target} did not answer our SUBSCRIBE") from None
+        self._check_suback(codes)
+        self._subscribed.set()
+
+    def _check_suback(self, codes: list[int]) -> None:
+        target, share = self.options.target, self.settings.ingest_share_group
+        refused = [(f, c) for f, c in zip(self.filters, codes, strict=False) if c >= 0x80]
+        if share and any(c == _NO_SHARED for _, c in refused):
+            raise MqttConfigError(
+                f"broker {target} refused the shared subscription (code 0x9e: not supported);"
+                f" drop ingest_share_group {share!r} or use a broker that has them"
+            )
+        if refused and len(refused) == len(self.filters):
+            raise MqttRefused(
+                f"broker {target} refused every subscription (code {refused[0][1]:#04x}):"
+                " check the ACL of our user"
+            )
+        if refused:
+            _log.error(
+                "broker %s refused subscriptions to %s",
+                target,
+                ", ".join(f"{f} ({c:#04x})" for f, c in refused),
+            )
+        downgraded = [f for f, c in zip(self.filters, codes, strict=False) if c < self.qos]
+        if downgraded:
+            _log.error(
+                "broker %s granted QoS 0 only to %s: those messages can be lost",
+                target,
+                ", ".join(downgraded),
+            )

@@ -17,6 +17,7 @@ from ecocluster.rules.kernel import CompileContext, Kernel, RuleCompileError
 from ecocluster.rules.types.absence import AbsenceKernel, AbsenceRule
 from ecocluster.rules.types.anomaly import AnomalyKernel, AnomalyRule
 from ecocluster.rules.types.burst import BurstKernel, BurstRule
+from ecocluster.rules.types.compliance import ComplianceKernel, ComplianceRule
 from ecocluster.rules.types.night_flow import NightFlowKernel, NightFlowRule
 from ecocluster.rules.types.rate import RateKernel, RateRule
 from ecocluster.rules.types.stuck import StuckKernel, StuckRule
@@ -26,7 +27,8 @@ __all__ = ["KERNELS", "AnyRule", "compile_rules", "parse_rule", "parse_rules"]
 
 AnyRule = Annotated[
     Union[  # noqa: UP007 - a discriminated union reads best spelled out
-        ThresholdRule, RateRule, AbsenceRule, StuckRule, NightFlowRule, BurstRule, AnomalyRule
+        ThresholdRule, RateRule, AbsenceRule, StuckRule, NightFlowRule, BurstRule, AnomalyRule,
+        ComplianceRule,
     ],
     Field(discriminator="type"),
 ]
@@ -40,6 +42,7 @@ KERNELS: dict[type[RuleBase], type[Kernel[Any]]] = {
     NightFlowRule: NightFlowKernel,
     BurstRule: BurstKernel,
     AnomalyRule: AnomalyKernel,
+    ComplianceRule: ComplianceKernel,
 }
 
 

@@ -1,7 +1,9 @@
 """The rule config shared by every rule type: common fields, schedules, flapping, scopes.
 
-Declared models are strict (`extra="forbid"`, frozen). Each rule type subclasses
-`RuleBase` in its own module under `rules/types/`; `rules/catalog.py` joins them into a
+Declared models are strict (`extra="forbid"`, frozen). `RuleBase` extends the kernel's
+`RuleSpec` (the fields every rule has, declared once there because the registry validates
+them while loading the cluster file) with the engine's own; each rule type subclasses it
+in its own module under `rules/types/`; `rules/catalog.py` joins them into a
 discriminated union and maps validation errors onto the cluster file's lines.
 """
 
@@ -11,12 +13,13 @@ from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from ecocluster.core.cluster import RULE_MATCH_LABELS, RuleSpec
 from ecocluster.core.durations import Duration
-from ecocluster.core.types import Quantity, Severity
 
 __all__ = [
+    "RULE_MATCH_LABELS",
     "ActiveWindow",
     "Clock",
     "FlapSpec",
@@ -30,8 +33,6 @@ __all__ = [
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ScopeName = Literal["series", "meter", "site", "org", "territory"]
-#: Labels a rule's `match:` may use (severity/rule/kind are for routes).
-RULE_MATCH_LABELS = frozenset({"org", "site", "meter", "category", "quantity"})
 
 
 def ms(value: timedelta | None) -> int:
@@ -98,32 +99,17 @@ class FlapSpec(_Strict):
     hold: Duration = timedelta(minutes=30)
 
 
-class RuleBase(_Strict):
-    """Fields every rule type has."""
+class RuleBase(RuleSpec):
+    """Fields every rule type has: `RuleSpec`'s (name, type, quantity, severity, match,
+    for, description) and the engine's; a field no rule type knows is an error."""
 
-    name: str
-    type: str
-    quantity: Quantity | None = None
-    severity: Severity = Severity.WARNING
-    #: Label matchers (org, site, meter, category, quantity): which series the rule sees.
-    match: dict[str, str] = Field(default_factory=dict)
-    #: How long the condition must hold (pending) before the alert fires.
-    for_: Duration = Field(default=timedelta(0), alias="for")
+    model_config = ConfigDict(extra="forbid")
+
     #: How long a firing alert stays firing after its condition went away.
     keep_firing_for: Duration = timedelta(0)
-    description: str | None = None
     #: When the rule is evaluated (territory time zone); outside, its alerts resolve.
     active: list[ActiveWindow] | None = None
     flapping: FlapSpec = FlapSpec()
-
-    @field_validator("match")
-    @classmethod
-    def _rule_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(set(value) - RULE_MATCH_LABELS)
-        if bad:
-            known = ", ".join(sorted(RULE_MATCH_LABELS))
-            raise ValueError(f"a rule cannot match on {bad[0]!r} (rules match on: {known})")
-        return value
 
 
 class ScopedRule(RuleBase):

@@ -4,6 +4,7 @@
     engine.ingest(batch)                 # scatter readings into the hot window
     engine.set_status(status)            # a device's retained online/offline
     transitions = engine.tick(now_ms)    # evaluate every rule, step every state machine
+    transitions = engine.instant(now_ms) # only `for: 0` thresholds on the latest value
 
 `tick` takes the time to evaluate at: wall time in production, the readings' own time in
 backtests and accelerated simulations. Nothing here reads a clock.
@@ -96,25 +97,43 @@ class RuleEngine:
         self.window.advance_to(now_ms)
         out: list[Transition] = []
         for kernel in self.kernels:
-            spec = kernel.spec
-            if is_active_at(spec.active, now_ms, self.window.tz):
-                verdict = kernel.evaluate(self.window, now_ms)
-            else:
-                verdict = _all_false(kernel.targets.n)
-            events = kernel.state.step(
-                verdict.level,
-                verdict.value,
-                verdict.threshold,
-                now_ms,
-                for_ms=kernel.for_ms,
-                keep_firing_ms=kernel.keep_firing_ms,
-                flap_count=spec.flapping.count,
-                flap_window_ms=ms(spec.flapping.window),
-                flap_hold_ms=ms(spec.flapping.hold),
-            )
-            if len(events):
-                out.extend(_transitions(kernel, events, now_ms))
+            out.extend(self._step(kernel, now_ms))
         return out
+
+    @property
+    def has_instant(self) -> bool:
+        return any(k.is_instant for k in self.kernels)
+
+    def instant(self, now_ms: int) -> list[Transition]:
+        """Evaluate only the rules that need no time to pass (a threshold on the latest
+        value with `for: 0`) at `now_ms`: called as readings arrive, so a breach becomes a
+        transition without waiting for the next tick. Safe between ticks: the next tick
+        evaluates them again and finds nothing new."""
+        self.window.advance_to(now_ms)
+        out: list[Transition] = []
+        for kernel in self.kernels:
+            if kernel.is_instant:
+                out.extend(self._step(kernel, now_ms))
+        return out
+
+    def _step(self, kernel: Kernel[Any], now_ms: int) -> list[Transition]:
+        spec = kernel.spec
+        if is_active_at(spec.active, now_ms, self.window.tz):
+            verdict = kernel.evaluate(self.window, now_ms)
+        else:
+            verdict = _all_false(kernel.targets.n)
+        events = kernel.state.step(
+            verdict.level,
+            verdict.value,
+            verdict.threshold,
+            now_ms,
+            for_ms=kernel.for_ms,
+            keep_firing_ms=kernel.keep_firing_ms,
+            flap_count=spec.flapping.count,
+            flap_window_ms=ms(spec.flapping.window),
+            flap_hold_ms=ms(spec.flapping.hold),
+        )
+        return _transitions(kernel, events, now_ms) if len(events) else []
 
     # -- reload ----------------------------------------------------------------------------
     def reload(self, cluster: Cluster) -> ReloadReport:

@@ -63,6 +63,8 @@ class Kernel(Generic[SpecT]):
 
     #: The scope used when the spec has none (absence without a quantity: per meter).
     default_scope: ClassVar[str] = "series"
+    #: Needs no time to pass (no window, no `for`): evaluated as readings arrive.
+    is_instant: bool = False
 
     def __init__(self, spec: SpecT, ctx: CompileContext) -> None:
         self.spec = spec

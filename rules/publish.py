@@ -3,6 +3,16 @@
 Topic `{prefix}/_alerts/{site}/{rule}` (`_` for targets wider than a site), QoS 1, payload
 `Transition.to_json()`; the alert stage subscribes to `{prefix}/_alerts/#` and decodes
 with `Transition.from_json`. Not retained: a transition is an event, not a state.
+
+    async with MqttTransitionPublisher(settings.mqtt, prefix="eco", client_id="n1-rules",
+                                       protocol="5", tls=MqttTls.from_settings(settings)) as pub:
+        rules = RulesStage(cluster, sinks=[pub])
+
+or `MqttTransitionPublisher.from_settings(settings, client_id=…)`. The connection is the
+project's `MqttPublisher` (reconnects, queues while the broker is away, TLS, a
+`FatalError` on refused credentials). `on_transitions` returns once every transition is
+acknowledged by the broker, or after `ack_timeout_s` with the rest still queued for
+redelivery: a rules tick never waits out a broker outage.
 """
 
 from __future__ import annotations
@@ -10,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
-import paho.mqtt.client as mqtt
+from ecocluster.core.mqtt import MqttTls
+from ecocluster.core.settings import MqttTarget, Settings
+from ecocluster.core.transitions import Transition
+from ecocluster.ingest.mqtt_publisher import MqttPublisher
 
-from ecocluster.core.settings import MqttTarget
-from ecocluster.rules.transitions import Transition
-
-__all__ = ["MqttTransitionPublisher", "TransitionPublisher", "alert_topic", "alerts_filter"]
+__all__ = ["MqttTransitionPublisher", "alert_topic", "alerts_filter"]
 
 _log = logging.getLogger(__name__)
 
@@ -30,23 +39,8 @@ def alerts_filter(prefix: str) -> str:
     return f"{prefix}/_alerts/#"
 
 
-class TransitionPublisher(Protocol):
-    async def start(self) -> None: ...
-
-    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
-        """`TransitionSink`: publish and wait for the PUBACKs."""
-        await self.publish(list(transitions))
-
-    async def publish(self, transitions: list[Transition]) -> None: ...
-
-    async def close(self) -> None: ...
-
-
 class MqttTransitionPublisher:
-    """paho-mqtt with its network thread; `publish` waits for every PUBACK (QoS 1).
-
-    Usage: `pub = MqttTransitionPublisher(settings.mqtt, prefix="eco"); await pub.start()`.
-    """
+    """A `TransitionSink` publishing each transition at QoS 1 (see the module)."""
 
     def __init__(
         self,
@@ -54,50 +48,59 @@ class MqttTransitionPublisher:
         *,
         prefix: str,
         client_id: str = "ecocluster-rules",
-        timeout_s: float = 10.0,
+        protocol: str = "3.1.1",
+        tls: MqttTls | None = None,
+        ack_timeout_s: float = 10.0,
+        max_queued: int = 10_000,
     ) -> None:
         self.prefix = prefix
-        self.timeout_s = timeout_s
-        self._target = target
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+        self.ack_timeout_s = ack_timeout_s
+        self.client = MqttPublisher(
+            target,
             client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=False,
+            protocol=protocol,
+            tls=tls,
+            max_queued=max_queued,
+            name="rules publisher",
         )
-        if target.username:
-            password = target.password.get_secret_value() if target.password else None
-            self._client.username_pw_set(target.username, password)
-        if target.tls:
-            self._client.tls_set()
-        self._client.max_inflight_messages_set(100)
-        self._client.max_queued_messages_set(0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client_id: str) -> MqttTransitionPublisher:
+        return cls(
+            settings.mqtt,
+            prefix=settings.topic_prefix,
+            client_id=client_id,
+            protocol=settings.mqtt_protocol,
+            tls=MqttTls.from_settings(settings),
+        )
+
+    async def __aenter__(self) -> MqttTransitionPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._client.connect, self._target.host, self._target.port, 30)
-        self._client.loop_start()
-
-    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
-        """`TransitionSink`: publish and wait for the PUBACKs."""
-        await self.publish(list(transitions))
-
-    async def publish(self, transitions: list[Transition]) -> None:
-        infos = [
-            self._client.publish(alert_topic(self.prefix, t), t.to_json(), qos=1)
-            for t in transitions
-        ]
-        await asyncio.to_thread(self._wait_all, infos)
-
-    def _wait_all(self, infos: list[mqtt.MQTTMessageInfo]) -> None:
-        for info in infos:
-            try:
-                info.wait_for_publish(self.timeout_s)
-            except (RuntimeError, ValueError) as exc:
-                # Not connected right now: paho keeps QoS 1 messages queued and sends them
-                # on reconnect; we only stop waiting here.
-                _log.warning("transition publish pending (%s); paho retries on reconnect", exc)
-                return
+        """Start connecting in the background (never waits for the broker)."""
+        await self.client.start()
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._client.disconnect)
-        self._client.loop_stop()
+        await self.client.close()
+
+    async def on_transitions(self, transitions: Sequence[Transition]) -> None:
+        """`TransitionSink`: queue every transition, then wait for the PUBACKs (bounded)."""
+        acks = []
+        for t in transitions:
+            await self.client.wait_for_room()
+            acks.append(self.client.publish_nowait(alert_topic(self.prefix, t), t.to_json()))
+        if not acks:
+            return
+        done, pending = await asyncio.wait(acks, timeout=self.ack_timeout_s)
+        for fut in done:
+            fut.result()  # a refusal (ACL) or a fatal error surfaces here
+        if pending:
+            _log.warning(
+                "%d transitions not yet acknowledged by the broker; they stay queued",
+                len(pending),
+            )

@@ -8,7 +8,10 @@ transitions to the alert stage.
         tg.create_task(stage.run(ready), name="rules")
 
 `RulesStage` implements `ReadingSink`: `on_readings` scatters the batch into the hot window
-(a few ms for 100k readings, no I/O), `on_status` records a device's online/offline.
+(a few ms for 100k readings, no I/O) and, with `instant=True` (the default), evaluates at
+once the rules that need no time to pass (thresholds on the latest value with `for: 0`),
+so such a breach is a transition within milliseconds of its reading instead of waiting
+up to `tick_s` (`bench/rules_latency.py`); `on_status` records a device's online/offline.
 `run()` ticks every `tick_s` at `clock()` (wall time by default; pass a clock to run an
 accelerated simulation, or `event_time=True` to tick at the newest reading's time),
 reloads the rules when the cluster file changes or on SIGHUP (a bad file is refused, with
@@ -63,6 +66,7 @@ class RulesStage:
     clock: event time in epoch ms (default: wall time).
     event_time: tick at the newest reading's time instead of `clock()`.
     snapshot_path: where pending/firing state is kept across restarts (None: not kept).
+    instant: evaluate `for: 0` thresholds on the latest value as readings arrive.
     """
 
     name = "rules"
@@ -80,8 +84,10 @@ class RulesStage:
         snapshot_every_s: float = 60.0,
         watch_s: float = 2.0,
         window: WindowConfig | None = None,
+        instant: bool = True,
     ) -> None:
         self.engine = RuleEngine(cluster, window=window)
+        self.instant = instant
         self.sinks = list(sinks)
         self.config_path = config_path or cluster.source
         self.tick_s = tick_s
@@ -102,6 +108,8 @@ class RulesStage:
     # -- ReadingSink -----------------------------------------------------------------------
     async def on_readings(self, batch: ReadingBatch) -> None:
         self.engine.ingest(batch)
+        if self.instant and len(batch) and self.engine.has_instant:
+            await self._emit(self.engine.instant(self.now_ms()))
 
     async def on_status(self, status: DeviceStatus) -> None:
         self.engine.set_status(status)

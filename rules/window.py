@@ -2,9 +2,10 @@
 
 Rows are series (meter × quantity), indexed once from the registry and grown when new
 series appear. Per row: the latest value and time, the device's online flag, two bucket
-rings (fine: 1 min × 64, coarse: 15 min × 100 ≈ 25 h by default), hour-of-week baselines
-fed from completed coarse buckets, and night-minimum trackers created on demand by
-`night_flow` rules. Everything is updated with whole-array operations per batch.
+rings (fine: 1 min × 64, coarse: 15 min × 100 ≈ 25 h by default), baselines per 15-minute
+slot of the territory's week (`baseline.py`) fed from completed coarse buckets, and
+night-minimum trackers created on demand by `night_flow` rules. Everything is updated
+with whole-array operations per batch.
 
 Readings are scattered into the fine ring only; a fine bucket is folded into the coarse
 ring once sealed (two buckets behind the head), so windows served by the coarse ring
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from ecocluster.core.types import BoolArray, FloatArray, IntArray
-from ecocluster.rules.baseline import BaselineTable, hour_of_week
+from ecocluster.rules.baseline import BaselineTable, Calendar
 from ecocluster.rules.nights import NightTracker
 from ecocluster.rules.ring import BucketRing, WindowSlice
 
@@ -72,6 +73,7 @@ class HotWindow:
         self.coarse = BucketRing(
             n_series, res_ms=self.config.coarse_res_ms, n_buckets=self.config.coarse_buckets
         )
+        self.calendar = Calendar(tz)
         self.baseline = BaselineTable(n_series)
         self.nights: dict[tuple[time, time], NightTracker] = {}
         self._completed_through = -(2**62)
@@ -244,7 +246,7 @@ class HotWindow:
         if rows.shape[0] == 0:
             return
         start_ms = bucket * self.coarse.res_ms
-        self.baseline.update(rows, hour_of_week(start_ms, self.tz), means)
+        self.baseline.update(rows, self.calendar.slot(start_ms), means, start_ms)
         for tracker in self.nights.values():
             tracker.add_bucket(start_ms, rows, means, self.tz)
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -125,6 +129,22 @@ class _Process:
         self.stop()
 
 
+def _mosquitto_writable_dir(workdir: Path) -> Path:
+    """A persistence directory the broker can write. Started as root, Mosquitto drops to
+    the user `mosquitto`, which can neither write nor even reach a directory under pytest's
+    root-only (0700) temp root: sessions would silently not survive a restart. So, as root,
+    the directory is a fresh one under /tmp owned by `mosquitto` (removed with the server)."""
+    if os.geteuid() != 0:
+        return workdir
+    try:
+        owner = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return workdir  # no such user: Mosquitto keeps running as root
+    path = Path(tempfile.mkdtemp(prefix="ecocluster-mosquitto-"))
+    os.chown(path, owner.pw_uid, owner.pw_gid)
+    return path
+
+
 class MosquittoServer(_Process):
     """A real Mosquitto with persistence and queue limits raised so QoS 1 loses nothing.
 
@@ -143,24 +163,36 @@ class MosquittoServer(_Process):
         acl_file: Path | None = None,
         max_queued_messages: int = 2_000_000,
         max_inflight_messages: int = 1000,
+        config_file: Path | None = None,
     ) -> None:
         super().__init__(workdir)
         self.binary = require_binary("mosquitto")
         self.port = port or free_port()
+        #: A complete configuration to run as is (e.g. `ecocluster broker-config`'s); `port`
+        #: must then be one of its listeners (the one `wait_ready` waits for).
+        self.config_file = config_file
         self.password_file = password_file
         self.acl_file = acl_file
         self.max_queued_messages = max_queued_messages
         self.max_inflight_messages = max_inflight_messages
+        self.persistence_dir = _mosquitto_writable_dir(workdir)
+        if self.persistence_dir != workdir:
+            weakref.finalize(self, shutil.rmtree, self.persistence_dir, True)
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def persistence_file(self) -> Path:
+        """Where the broker saves sessions and retained messages (on shutdown and autosave)."""
+        return self.persistence_dir / "mosquitto.db"
+
     def config_text(self) -> str:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "persistence true",
-            f"persistence_location {self.workdir}/",
+            f"persistence_location {self.persistence_dir}/",
             "autosave_interval 60",
             f"max_queued_messages {self.max_queued_messages}",
             "max_queued_bytes 0",
@@ -180,6 +212,8 @@ class MosquittoServer(_Process):
         return "\n".join(lines) + "\n"
 
     def command(self) -> list[str]:
+        if self.config_file is not None:
+            return [self.binary, "-c", str(self.config_file)]
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text())
         return [self.binary, "-c", str(conf)]

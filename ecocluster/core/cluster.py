@@ -4,20 +4,31 @@ These models keep the file's shape (Alertmanager's `config.Route`); `registry.py
 validated file into the fast lookups the stages use. Cross-references (a meter's site, a
 route's contacts) are checked in `registry.py`, where every section is known.
 
-Rules are validated here only as far as their common shape is known (name, type,
-quantity, severity, match labels, durations); the rule engine validates its own fields,
-reporting through the same file/line machinery.
+Rules are declared here only as far as every rule shares them (`RuleSpec`: name, type,
+quantity, severity, match, for, description), once: the rules stage's `RuleBase` extends
+`RuleSpec` with the engine's fields and each rule type's own, and reports through the same
+file/line machinery. The kernel never imports the rules stage.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ecocluster.core.alerting import (  # noqa: F401 (the alerting sections live there)
+    Contact,
+    Escalation,
+    EscalationStep,
+    InhibitRule,
+    Route,
+    Schedule,
+    TimeInterval,
+)
 from ecocluster.core.durations import Duration
-from ecocluster.core.types import ID_PATTERN, MATCH_LABELS, Quantity, Role, Severity, SiteCategory
+from ecocluster.core.types import ID_PATTERN, Quantity, Severity, SiteCategory
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 
@@ -29,6 +40,7 @@ RULE_TYPES = (
     "night_flow",
     "burst",
     "anomaly",
+    "compliance",
 )
 
 
@@ -55,16 +67,42 @@ def _valid_timezone(name: str) -> str:
     return name
 
 
+class ComplianceSpec(_Strict):
+    """Which regulatory pack a station's air data are assessed against (issue 13):
+    set on the territory, overridable per site and per meter."""
+
+    pack: Literal["eu2008", "eu2030", "who2021"] = "eu2008"
+
+
+class EmissionFactorSpec(_Strict):
+    """kg CO2e per unit of a register quantity (kWh, m³), with its year and source."""
+
+    kg_per_unit: float = Field(ge=0)
+    year: int = Field(ge=1990, le=2100)
+    source: str = Field(min_length=1)
+
+
+#: Reference values per organisation or site for indicator ratios (EMAS Figure B).
+Attributes = dict[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")], Annotated[float, Field(gt=0)]]
+
+
 class Territory(_Strict):
     id: Id
     name: str = Field(min_length=1)
     timezone: Annotated[str, AfterValidator(_valid_timezone)] = "Europe/Rome"
+    compliance: ComplianceSpec | None = None
+    #: Per register quantity (energy_kwh, water_m3); unset: no CO2e for that quantity.
+    emission_factors: dict[Literal["energy_kwh", "water_m3"], EmissionFactorSpec] = Field(
+        default_factory=dict
+    )
 
 
 class Organisation(_Strict):
     id: Id
     name: str = Field(min_length=1)
     kind: Literal["public", "private", "nonprofit"]
+    #: e.g. {employees: 12, bed_nights: 8400, floor_m2: 950, milk_litres: 1.2e6}.
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class Site(_Strict):
@@ -77,6 +115,8 @@ class Site(_Strict):
     altitude_m: float | None = None
     #: Contracted electrical capacity, for overload rules and plausibility of deltas.
     contracted_power_w: float | None = Field(default=None, gt=0)
+    compliance: ComplianceSpec | None = None
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class Meter(_Strict):
@@ -89,30 +129,28 @@ class Meter(_Strict):
     #: The device's MQTT credentials, when the broker authenticates devices.
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    #: Or only its Mosquitto hash (`$7$…`, as `mosquitto_passwd` writes it): the secret itself
+    #: then stays with the device's installer (`ecocluster broker-config`).
+    mqtt_password_hash: str | None = Field(
+        default=None, pattern=r"^\$7\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
+    )
+    #: Where the register (energy_kwh / water_m3) wraps to 0, in its unit: 10^digits ×
+    #: resolution (999 999.9 kWh → 1000000). Unset: a drop is a reset, never a rollover.
+    register_size: float | None = Field(default=None, gt=0)
+    #: Plausible maximum consumption per hour, in the register's unit (kWh/h, m³/h); a rise
+    #: beyond it is flagged, not booked. Unset: from the site's contracted power (energy).
+    max_rate_per_h: float | None = Field(default=None, gt=0)
+    compliance: ComplianceSpec | None = None
 
 
-class Contact(_Strict):
-    id: Id
-    name: str = Field(min_length=1)
-    org: Id
-    roles: Annotated[list[Role], Field(min_length=1), AfterValidator(_unique)]
-    #: Apprise URLs: they embed credentials, so they are secrets.
-    notify: list[SecretStr] = Field(default_factory=list)
-    language: Literal["it", "en", "de", "fr", "es"] = "it"
-
-
-def _known_labels(match: dict[str, str]) -> dict[str, str]:
-    unknown = sorted(set(match) - MATCH_LABELS)
-    if unknown:
-        raise ValueError(f"unknown label {unknown[0]!r} (known: {', '.join(sorted(MATCH_LABELS))})")
-    return match
-
-
-Match = Annotated[dict[str, str], AfterValidator(_known_labels)]
+#: Labels a rule's `match:` may name (severity, rule and kind are for routes).
+RULE_MATCH_LABELS = frozenset({"org", "site", "meter", "category", "quantity"})
 
 
 class RuleSpec(BaseModel):
-    """The common shape of a rule; type-specific fields are the rule engine's to check."""
+    """The fields every rule has, declared once. As a cluster file's item it keeps the
+    type-specific fields as extras (`model_extra`); the rules stage's `RuleBase` subclasses
+    it, adds the engine's fields and forbids unknown ones."""
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -120,8 +158,10 @@ class RuleSpec(BaseModel):
     type: Literal[RULE_TYPES]  # type: ignore[valid-type]
     quantity: Quantity | None = None
     severity: Severity = Severity.WARNING
-    match: Match = Field(default_factory=dict)
-    for_: Duration | None = Field(default=None, alias="for")
+    #: Label matchers (org, site, meter, category, quantity): which series the rule sees.
+    match: dict[str, str] = Field(default_factory=dict)
+    #: How long the condition must hold (pending) before the alert fires.
+    for_: Duration = Field(default=timedelta(0), alias="for")
     description: str | None = None
 
     @field_validator("match", mode="before")
@@ -133,25 +173,14 @@ class RuleSpec(BaseModel):
                     raise ValueError(f"match value for {key!r} must be text, got {item!r}")
         return value
 
-
-class Route(_Strict):
-    match: Match = Field(default_factory=dict)
-    notify: list[Id] = Field(default_factory=list)
-    escalate: Id | None = None
-    continue_: bool = Field(default=False, alias="continue")
-    group_by: list[str] = Field(default_factory=lambda: ["rule", "site"])
-    group_wait: Duration | None = None
-    repeat_interval: Duration | None = None
-
-
-class EscalationStep(_Strict):
-    after: Duration
-    notify: Annotated[list[Id], Field(min_length=1)]
-
-
-class Escalation(_Strict):
-    name: Id
-    steps: Annotated[list[EscalationStep], Field(min_length=1)]
+    @field_validator("match")
+    @classmethod
+    def _rule_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - RULE_MATCH_LABELS)
+        if unknown:
+            known = ", ".join(sorted(RULE_MATCH_LABELS))
+            raise ValueError(f"a rule cannot match on {unknown[0]!r} (rules match on: {known})")
+        return value
 
 
 #: Sections that are lists of items, each validated alone so that every error is reported.
@@ -163,5 +192,8 @@ LIST_SECTIONS: dict[str, type[BaseModel]] = {
     "rules": RuleSpec,
     "routes": Route,
     "escalations": Escalation,
+    "schedules": Schedule,
+    "time_intervals": TimeInterval,
+    "inhibit_rules": InhibitRule,
 }
 TOP_LEVEL_KEYS = frozenset({"territory", "settings", "include", *LIST_SECTIONS})

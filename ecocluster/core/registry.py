@@ -16,18 +16,23 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ecocluster.core.alerting import ROLES, parse_recipient
 from ecocluster.core.cluster import (
     LIST_SECTIONS,
     TOP_LEVEL_KEYS,
     Contact,
     Escalation,
+    InhibitRule,
     Meter,
     Organisation,
     Route,
     RuleSpec,
+    Schedule,
     Site,
     Territory,
+    TimeInterval,
 )
+from ecocluster.core.settings import IncludePolicy
 from ecocluster.core.types import ID_PATTERN, QUANTITIES, SITE_CATEGORIES, SeriesKey
 from ecocluster.core.yamlsource import (
     ConfigError,
@@ -36,6 +41,7 @@ from ecocluster.core.yamlsource import (
     Location,
     Path_,
     load_yaml,
+    locate,
 )
 
 __all__ = ["Cluster", "ConfigError", "ConfigIssue", "SeriesKey", "load_cluster"]
@@ -53,6 +59,9 @@ class Cluster:
     rules: tuple[RuleSpec, ...]
     routes: tuple[Route, ...]
     escalations: tuple[Escalation, ...]
+    schedules: tuple[Schedule, ...] = ()
+    time_intervals: tuple[TimeInterval, ...] = ()
+    inhibit_rules: tuple[InhibitRule, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     _locations: dict[Path_, Location] = field(default_factory=dict, repr=False)
@@ -77,6 +86,14 @@ class Cluster:
     @cached_property
     def escalation_by_name(self) -> dict[str, Escalation]:
         return {e.name: e for e in self.escalations}
+
+    @cached_property
+    def schedule_by_name(self) -> dict[str, Schedule]:
+        return {s.name: s for s in self.schedules}
+
+    @cached_property
+    def time_interval_by_name(self) -> dict[str, TimeInterval]:
+        return {t.name: t for t in self.time_intervals}
 
     @cached_property
     def _sites_of_org(self) -> dict[str, tuple[Site, ...]]:
@@ -129,11 +146,7 @@ class Cluster:
 
     def locate(self, path: Path_) -> Location | None:
         """Where `path` (e.g. `("rules", 2, "above")`) was written, for later stages' errors."""
-        for end in range(len(path), -1, -1):
-            loc = self._locations.get(tuple(path[:end]))
-            if loc is not None:
-                return loc
-        return None
+        return locate(self._locations, path)
 
     def summary(self) -> str:
         return (
@@ -145,9 +158,12 @@ class Cluster:
 
 
 # -- loading -------------------------------------------------------------------------------
-def load_cluster(path: str | Path) -> Cluster:
-    """Load and validate a cluster file (following `include:`); raise `ConfigError` if bad."""
-    merged = _merge_documents(Path(path))
+def load_cluster(path: str | Path, *, includes: IncludePolicy | None = None) -> Cluster:
+    """Load and validate a cluster file (following `include:`); raise `ConfigError` if bad.
+
+    `includes` says where `include:` may read (default: from the environment, which by
+    default confines includes to the cluster file's own directory)."""
+    merged = _merge_documents(Path(path), includes or _include_policy())
     issues = list(merged.issues)
     sections = _validate_sections(merged, issues)
     territory = _validate_territory(merged, issues)
@@ -163,32 +179,98 @@ def load_cluster(path: str | Path) -> Cluster:
     )
 
 
-def _merge_documents(root: Path) -> LocatedDocument:
+def _include_policy() -> IncludePolicy:
+    try:
+        return IncludePolicy()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = f"ECOCLUSTER_CONFIG_{str(err['loc'][0]).upper()}"
+        raise ConfigError([ConfigIssue(Location("environment", 0), (name,), err["msg"])]) from None
+
+
+def _merge_documents(root: Path, policy: IncludePolicy) -> LocatedDocument:
     """Concatenate the list sections of the root file and its includes, remapping locations."""
     merged = LocatedDocument({name: [] for name in LIST_SECTIONS})
-    _merge_into(merged, root, seen=set())
+    _merge_into(merged, root, _Includes.for_root(root, policy))
     return merged
 
 
-def _merge_into(merged: LocatedDocument, path: Path, seen: set[Path]) -> None:
-    resolved = path.resolve()
-    if resolved in seen:
-        merged.issues.append(ConfigIssue(Location(str(path), 1), (), "include cycle"))
-        return
-    seen.add(resolved)
+def _merge_into(merged: LocatedDocument, path: Path, includes: _Includes) -> None:
+    includes.enter(path)
+    merged.locations.setdefault((), Location(str(path), 1))  # the root file, for its errors
     doc = load_yaml(path)
-    merged.issues.extend(doc.issues)
-    if doc.data is None:
+    if isinstance(doc.data, dict) and not any(key in TOP_LEVEL_KEYS for key in doc.data):
+        # Not a cluster file (say, /etc/passwd through a symlink): name none of its content.
+        where = Location(str(path), 0)
+        merged.issues.append(ConfigIssue(where, (), "not a cluster file (no known section)"))
+    elif doc.data is None:
+        merged.issues.extend(doc.issues)
         if not doc.issues:
             merged.issues.append(ConfigIssue(Location(str(path), 1), (), "the file is empty"))
-        return
-    if not isinstance(doc.data, dict):
+    elif not isinstance(doc.data, dict):
         merged.issues.append(
             ConfigIssue(doc.locate(()), (), "the cluster file must be a mapping of sections")
         )
-        return
-    for key, value in doc.data.items():
-        _merge_section(merged, doc, path, key, value, seen)
+    else:
+        merged.issues.extend(doc.issues)
+        for key, value in doc.data.items():
+            _merge_section(merged, doc, path, key, value, includes)
+    includes.leave()
+
+
+@dataclass
+class _Includes:
+    """Where `include:` may read, and which files are being or have been merged: a file
+    reached twice (a diamond) is merged once; one that includes itself is a cycle."""
+
+    allowed: tuple[Path, ...]
+    anywhere: bool
+    stack: list[Path] = field(default_factory=list)
+    done: set[Path] = field(default_factory=set)
+
+    @classmethod
+    def for_root(cls, root: Path, policy: IncludePolicy) -> _Includes:
+        # The directory the file was named in (its includes are relative to it), even when
+        # the file itself is a symlink into another directory.
+        dirs = (root.parent.resolve(), *(d.resolve() for d in policy.include_dirs))
+        return cls(dirs, policy.include_anywhere)
+
+    def enter(self, path: Path) -> None:
+        resolved = path.resolve()
+        self.stack.append(resolved)
+        self.done.add(resolved)
+
+    def leave(self) -> None:
+        self.stack.pop()
+
+    def refusal(self, name: str, target: Path) -> str | None:
+        """Why `name` (as written; `target` resolved) may not be included, or None."""
+        if not self.anywhere:
+            if Path(name).is_absolute() and not _within(target, self.allowed[1:]):
+                return (
+                    f"absolute include path {name!r} is not allowed (allow a directory with "
+                    "ECOCLUSTER_CONFIG_INCLUDE_DIRS)"
+                )
+            if not _within(target, self.allowed):
+                return (
+                    f"include {name!r} is outside the cluster file's directory (allow a "
+                    "directory with ECOCLUSTER_CONFIG_INCLUDE_DIRS)"
+                )
+        if _within(target, _SYSTEM_DIRS):
+            return f"include {name!r} names a system file, not a cluster file"
+        if not target.is_file():
+            return f"included file not found: {name}"
+        if target in self.stack:
+            chain = [*self.stack[self.stack.index(target) :], target]
+            return "include cycle: " + " → ".join(p.name for p in chain)
+        return None
+
+
+_SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _within(target: Path, dirs: Iterable[Path]) -> bool:
+    return any(target.is_relative_to(d) for d in dirs)
 
 
 def _merge_section(
@@ -197,7 +279,7 @@ def _merge_section(
     path: Path,
     key: Any,
     value: Any,
-    seen: set[Path],
+    includes: _Includes,
 ) -> None:
     here = doc.locate((key,))
     if key not in TOP_LEVEL_KEYS:
@@ -210,12 +292,11 @@ def _merge_section(
             return
         for i, name in enumerate(value):
             target = (path.parent / name).resolve()
-            if not target.is_file():
-                merged.issues.append(
-                    ConfigIssue(doc.locate((key, i)), (key, i), f"included file not found: {name}")
-                )
-                continue
-            _merge_into(merged, target, seen)
+            refusal = includes.refusal(name, target) if name.strip() else "empty include path"
+            if refusal is not None:
+                merged.issues.append(ConfigIssue(doc.locate((key, i)), (key, i), refusal))
+            elif target not in includes.done:  # a diamond: already merged once
+                _merge_into(merged, target, includes)
         return
     if key in ("territory", "settings"):
         if key in merged.data:
@@ -259,8 +340,8 @@ def _validate_sections(merged: LocatedDocument, issues: list[ConfigIssue]) -> di
 
 def _validate_territory(merged: LocatedDocument, issues: list[ConfigIssue]) -> Territory | None:
     if "territory" not in merged.data:
-        if any(issue.path == () for issue in merged.issues):
-            return None  # a file did not parse: its territory may well be there
+        if any(issue.path[:1] in ((), ("include",)) for issue in merged.issues):
+            return None  # a file did not parse or was not included: its territory may be there
         issues.append(
             ConfigIssue(merged.locate(()), ("territory",), "missing required section 'territory'")
         )
@@ -344,6 +425,8 @@ def _check_references(
     unique("contacts", ("id",), "contact id")
     unique("rules", ("name",), "rule name")
     unique("escalations", ("name",), "escalation name")
+    unique("schedules", ("name",), "schedule name")
+    unique("time_intervals", ("name",), "time interval name")
 
     def ids(section: str, key: str = "id") -> set[str]:
         return {v for item in raw[section] if (v := _text(item.get(key))) is not None}
@@ -354,6 +437,8 @@ def _check_references(
         "meter": ids("meters"),
         "contact": ids("contacts"),
         "escalation": ids("escalations", "name"),
+        "schedule": ids("schedules", "name"),
+        "time interval": ids("time_intervals", "name"),
         "category": set(SITE_CATEGORIES),
         "quantity": set(QUANTITIES),
     }
@@ -379,15 +464,39 @@ def _check_references(
         known(("meters", i, "site"), meter.get("site"), "site")
     for i, contact in enumerate(raw["contacts"]):
         known(("contacts", i, "org"), contact.get("org"), "organisation")
+
+    def known_recipients(path: Path_, values: Any) -> None:
+        for j, value in enumerate(values if isinstance(values, list) else []):
+            message = _recipient_problem(value, pools["contact"], pools["schedule"])
+            if message:
+                report((*path, j), message)
+
+    def check_route(path: Path_, route: Any) -> None:
+        if not isinstance(route, dict):
+            return
+        known_recipients((*path, "notify"), route.get("notify"))
+        known((*path, "escalate"), route.get("escalate"), "escalation")
+        known_match((*path, "match"), route.get("match"))
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            known_list((*path, key), route.get(key), "time interval")
+        children = route.get("routes")
+        for k, child in enumerate(children if isinstance(children, list) else []):
+            check_route((*path, "routes", k), child)
+
     for i, route in enumerate(raw["routes"]):
-        known_list(("routes", i, "notify"), route.get("notify"), "contact")
-        known(("routes", i, "escalate"), route.get("escalate"), "escalation")
-        known_match(("routes", i, "match"), route.get("match"))
+        check_route(("routes", i), route)
+    for i, schedule in enumerate(raw["schedules"]):
+        known_list(("schedules", i, "members"), schedule.get("members"), "contact")
+        overrides = schedule.get("overrides")
+        for k, override in enumerate(overrides if isinstance(overrides, list) else []):
+            if isinstance(override, dict):
+                where = ("schedules", i, "overrides", k, "contact")
+                known(where, override.get("contact"), "contact")
     for i, esc in enumerate(raw["escalations"]):
         steps = esc.get("steps")
         for s, step in enumerate(steps if isinstance(steps, list) else []):
             if isinstance(step, dict):
-                known_list(("escalations", i, "steps", s, "notify"), step.get("notify"), "contact")
+                known_recipients(("escalations", i, "steps", s, "notify"), step.get("notify"))
     for i, rule in enumerate(raw["rules"]):
         known_match(("rules", i, "match"), rule.get("match"))
 
@@ -402,6 +511,30 @@ _MATCH_POOLS = {
     "category": "category",
     "quantity": "quantity",
 }
+
+
+def _recipient_problem(value: Any, contacts: set[str], schedules: set[str]) -> str | None:
+    """Why a `notify:` entry names nobody (or is ambiguous), or None when it is fine."""
+    if not isinstance(value, str):
+        return None
+    try:
+        kind, name = parse_recipient(value)
+    except ValueError:
+        return None  # the model reports the malformed entry
+    pools = {"contact": contacts, "schedule": schedules, "role": set(ROLES)}
+    if kind is not None:
+        if name not in pools[kind]:
+            return f"unknown {kind} {name!r} (known: {_preview(pools[kind])})"
+        return None
+    found = [k for k, pool in pools.items() if name in pool]
+    if not found:
+        return (
+            f"unknown contact {name!r} (known: {_preview(contacts)}), "
+            f"nor a schedule ({_preview(schedules)}) or a role"
+        )
+    if len(found) > 1:
+        return f"{name!r} is both a {found[0]} and a {found[1]}: write {found[0]}:{name}"
+    return None
 
 
 def _text(value: Any) -> str | None:

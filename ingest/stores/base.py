@@ -7,12 +7,16 @@ one contract test suite runs against both. Semantics both must honour:
   (QoS 1 redelivery is harmless); a rewrite without a delta keeps the stored delta
   (InfluxDB's field union), so a redelivered register reading never loses or doubles it.
 - `write` either makes the whole batch durable or raises; `StoreUnavailable` means "retry
-  or spool", `StoreRejected` names the points the store refused (dead-letter those only).
+  or spool", `StoreRejected` names the points the store refused (dead-letter those only;
+  the others are stored; a refusal that names none names every row), `StoreFatalError`
+  means retrying cannot help (credentials, a misspelt database or retention policy).
 - Times are epoch milliseconds, ranges half-open `[start_ms, end_ms)`.
 - Query results are `ReadingBatch`es with their own `series` table, sorted by series, then time.
 - Aggregates apply `fn` to `value` and to `delta` alike (NaN where a bucket has no delta).
-- Errors are `ingest.errors.StoreUnavailable` / `StoreRejected`; filters name only
-  `org`, `site`, `meter` (anything else is a `ValueError`).
+- Errors are `ingest.errors.StoreUnavailable` / `StoreRejected` / `StoreFatalError`, and
+  `StoreQueryError` (also a `ValueError`) for a query the store refused; no library
+  exception crosses the port. Filters name only `org`, `site`, `meter` (anything else is
+  a `ValueError`).
 """
 
 from __future__ import annotations

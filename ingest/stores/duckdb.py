@@ -4,7 +4,15 @@ Same semantics as InfluxDB: the primary key is (quantity, org, site, meter, ts),
 overwrites the value and keeps the stored delta when the new one is missing (InfluxDB's
 field union). Batches are appended straight from the numpy columns (DuckDB scans a dict of
 arrays), and query results come back as numpy columns (`fetchnumpy`), never row by row.
-DuckDB calls block, so they run on one dedicated thread, never on the loop.
+Device statuses too are written as one statement per burst, keyed by (site, meter, ts), so
+a redelivered status adds no row. DuckDB calls block, so they run on one dedicated
+thread, never on the loop.
+
+DuckDB's exceptions are mapped in one place (`map_store_errors`): I/O, locks, interrupts
+and memory pressure are `StoreUnavailable` (retry or spool); a database DuckDB has
+invalidated is `StoreFatalError`; any other error is our statement's or our data's fault:
+`StoreRejected` for a write (the rows are dead-lettered, the node goes on), otherwise
+`StoreQueryError`.
 """
 
 from __future__ import annotations
@@ -21,7 +29,12 @@ import duckdb
 import numpy as np
 
 from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
-from ecocluster.ingest.errors import StoreUnavailable
+from ecocluster.ingest.errors import (
+    StoreFatalError,
+    StoreQueryError,
+    StoreRejected,
+    StoreUnavailable,
+)
 from ecocluster.ingest.stores._rows import check_where
 from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Where
 
@@ -36,7 +49,22 @@ CREATE TABLE IF NOT EXISTS readings (
     meter VARCHAR NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, delta DOUBLE,
     PRIMARY KEY (quantity, org, site, meter, ts));
 CREATE TABLE IF NOT EXISTS device_status (
-    site VARCHAR NOT NULL, meter VARCHAR NOT NULL, ts BIGINT NOT NULL, online BOOLEAN NOT NULL);
+    site VARCHAR NOT NULL, meter VARCHAR NOT NULL, ts BIGINT NOT NULL, online BOOLEAN NOT NULL,
+    PRIMARY KEY (site, meter, ts));
+"""
+#: Files written before statuses were keyed: the same rows, keyed (one per site, meter, ts).
+_KEY_STATUSES: Final = """
+CREATE TABLE device_status_keyed (
+    site VARCHAR NOT NULL, meter VARCHAR NOT NULL, ts BIGINT NOT NULL, online BOOLEAN NOT NULL,
+    PRIMARY KEY (site, meter, ts));
+INSERT INTO device_status_keyed
+    SELECT site, meter, ts, arg_max(online, rowid) FROM device_status GROUP BY site, meter, ts;
+DROP TABLE device_status;
+ALTER TABLE device_status_keyed RENAME TO device_status;
+"""
+_INSERT_STATUSES: Final = """
+INSERT INTO device_status SELECT site, meter, ts, online FROM status_rows
+ON CONFLICT DO UPDATE SET online = excluded.online
 """
 _UPSERT: Final = """
 INSERT INTO readings
@@ -58,15 +86,40 @@ _AGG_SQL: Final = {
 }
 
 
+#: "Not now": the batch is retried or spooled.
+_TRANSIENT: Final = (
+    duckdb.IOException,
+    duckdb.ConnectionException,
+    duckdb.TransactionException,
+    duckdb.InterruptException,
+    duckdb.OutOfMemoryException,
+    duckdb.SerializationException,
+    duckdb.HTTPException,
+    *((duckdb.ResourceInUseException,) if hasattr(duckdb, "ResourceInUseException") else ()),
+)
+#: The database is invalidated or out of reach for good: restart, check the file.
+_FATAL: Final = (duckdb.FatalException, duckdb.InternalException, duckdb.PermissionException)
+
+
 @contextlib.contextmanager
-def map_store_errors(what: str) -> Iterator[None]:
-    """DuckDB's I/O and lock errors mean "not now": the batch is retried or spooled."""
+def map_store_errors(what: str, *, rows: int | None = None) -> Iterator[None]:
+    """DuckDB's exceptions → the store's, in one place. `rows`: the size of the batch being
+    written, whose rows a data error rejects."""
     try:
         yield
-    except (duckdb.IOException, duckdb.ConnectionException, duckdb.TransactionException) as exc:
-        raise StoreUnavailable(f"duckdb {what}: {exc}") from exc
-    except duckdb.FatalException as exc:
-        raise StoreUnavailable(f"duckdb {what} (fatal): {exc}") from exc
+    except _TRANSIENT as exc:
+        raise StoreUnavailable(f"duckdb {what}: {_first_line(exc)}") from exc
+    except _FATAL as exc:
+        raise StoreFatalError(f"duckdb {what}: {_first_line(exc)}") from exc
+    except duckdb.Error as exc:
+        if rows is not None:
+            why = f"duckdb refused the write: {_first_line(exc)}"
+            raise StoreRejected(why, list(range(rows)), [why] * rows) from exc
+        raise StoreQueryError(f"duckdb {what}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class DuckDBStore:
@@ -93,6 +146,12 @@ class DuckDBStore:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._con = duckdb.connect(str(self.path))
                 self._con.execute(_SCHEMA)
+                keyed = self._con.execute(
+                    "SELECT count(*) FROM duckdb_constraints()"
+                    " WHERE table_name = 'device_status' AND constraint_type = 'PRIMARY KEY'"
+                ).fetchall()
+                if keyed[0][0] == 0:
+                    self._con.execute(_KEY_STATUSES)
 
         if self._con is None:
             await self._run(connect)
@@ -124,7 +183,7 @@ class DuckDBStore:
             "value": batch.values[keep],
             "delta": batch.deltas[keep],
         }
-        with map_store_errors("write"):
+        with map_store_errors("write", rows=len(batch)):
             con.register("batch_keys", batch_keys)
             con.register("batch_rows", batch_rows)
             try:
@@ -134,15 +193,28 @@ class DuckDBStore:
                 con.unregister("batch_rows")
 
     async def write_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
-        rows = [(s.site, s.meter, s.ts_ms, s.online) for s in statuses]
-        if rows:
-            await self._run(
-                self._execute_many, "INSERT INTO device_status VALUES (?, ?, ?, ?)", rows
-            )
+        if statuses:
+            await self._run(self._write_statuses_sync, statuses)
 
-    def _execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with map_store_errors("write"):
-            self._connection().executemany(sql, rows)
+    def _write_statuses_sync(self, statuses: Sequence[DeviceStatus]) -> None:
+        """One statement for the whole burst; a status already stored (same site, meter,
+        ts: a redelivery) adds no row."""
+        newest: dict[tuple[str, str, int], bool] = {}
+        for s in statuses:
+            newest[(s.site, s.meter, s.ts_ms)] = s.online
+        rows = {
+            "site": np.array([k[0] for k in newest], object),
+            "meter": np.array([k[1] for k in newest], object),
+            "ts": np.array([k[2] for k in newest], np.int64),
+            "online": np.array(list(newest.values()), bool),
+        }
+        con = self._connection()
+        with map_store_errors("write statuses", rows=len(statuses)):
+            con.register("status_rows", rows)
+            try:
+                con.execute(_INSERT_STATUSES)
+            finally:
+                con.unregister("status_rows")
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with map_store_errors("query"):

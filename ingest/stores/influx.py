@@ -1,51 +1,111 @@
 """InfluxDB through the v1-compatible HTTP API (`/write`, `/query`), the one API InfluxDB
 1.x, 2.x (v1 compatibility, token auth) and 3.x all serve.
 
-Writes are gzip line protocol at ms precision. Timeouts, transport errors and 5xx are
-retried with exponential backoff, then raised as `StoreUnavailable` (the caller spools).
-A 400 means some lines were refused: InfluxDB 1.x stores the others and names each bad
-line (`unable to parse '<line>': …`) or the measurement of a type conflict; those rows come
-back in `StoreRejected` so only they are dead-lettered.
+Writes are gzip line protocol at ms precision. Every answer is classified
+(`_classify_write`), never assumed:
+
+- 2xx: stored;
+- 400 / 422 (a line it cannot parse, a field type conflict, points beyond the retention
+  policy): `StoreRejected` naming the refused rows — those the store names, those the
+  retention policy provably dropped, or, when it names none, every row of the batch; a
+  `dropped=N` it reports is carried along for the counters. Never counted as stored;
+- 413 (the body is too large): the batch is split in halves and each half written;
+- 408 / 429 / 5xx / timeouts / transport errors: retried with exponential backoff, then
+  `StoreUnavailable` (the caller spools);
+- 401 / 403 (credentials), 404 (no such database or retention policy, or not an InfluxDB
+  URL): `StoreFatalError`, one line naming the setting to fix;
+- any other 4xx: `StoreRejected` for the whole batch (retrying the same request cannot help).
+
+httpx's exceptions are mapped in one place (`map_store_errors`). Credentials in the URL
+(`http://user:pass@host:8086`) are taken out of it and sent as basic auth, so the URL that
+httpx logs and errors carry never holds them; httpx's per-request INFO lines are quieted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
+import numpy as np
 
+from ecocluster.core.retry import Backoff
 from ecocluster.core.types import DeviceStatus, ReadingBatch, SeriesKey
-from ecocluster.ingest.errors import StoreRejected, StoreUnavailable
+from ecocluster.ingest.errors import (
+    StoreFatalError,
+    StoreQueryError,
+    StoreRejected,
+    StoreUnavailable,
+)
 from ecocluster.ingest.stores._rows import batch_from_rows, check_where
 from ecocluster.ingest.stores.base import AggregateFn, GroupBy, Where
 from ecocluster.ingest.stores.lineproto import encode_lines, escape_tag
 
-__all__ = ["InfluxStore", "map_store_errors"]
+__all__ = ["InfluxStore", "map_store_errors", "redact_url"]
 
 _log = logging.getLogger(__name__)
+# One INFO line per store request (and the URL in it) is noise at best: quiet httpx.
+for _name in ("httpx", "httpcore"):
+    if logging.getLogger(_name).level < logging.WARNING:
+        logging.getLogger(_name).setLevel(logging.WARNING)
+
 _UNPARSABLE: Final = re.compile(r"unable to parse '((?:[^'\\]|\\.)*)'")
 _CONFLICT: Final = re.compile(r'on measurement "([^"]+)"')
+_DROPPED: Final = re.compile(r"dropped=(\d+)")
+_DURATION_PART: Final = re.compile(r"(\d+)(ns|us|µs|ms|s|m|h|d|w)")
+_DURATION_MS: Final = {
+    "ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1, "s": 1e3, "m": 6e4, "h": 3.6e6, "d": 8.64e7,
+    "w": 6.048e8,
+}  # fmt: skip
 _STATUS_MEASUREMENT: Final = "device_status"
 #: InfluxDB stores nanoseconds in an int64: times outside ±2262 AD are clamped.
 _MAX_MS: Final = 9_223_372_036_854
+_TRANSIENT_4XX: Final = frozenset({408, 425, 429})
+
+
+def redact_url(url: str) -> str:
+    """The URL without its credentials (`http://user:***@host` → `http://host`)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # an invalid port: httpx says so, without the credentials
+        netloc = host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _url_credentials(url: str) -> tuple[str | None, str | None]:
+    parts = urlsplit(url)
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return user, password
 
 
 @contextlib.contextmanager
 def map_store_errors(what: str) -> Iterator[None]:
-    """Translate httpx's errors into the store's, in one place."""
+    """Translate httpx's errors into the store's, in one place (httpx's own
+    `map_httpcore_exceptions` is the model)."""
     try:
         yield
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise StoreFatalError(
+            f"influxdb {what}: ECOCLUSTER_INFLUX_URL is not usable ({type(exc).__name__}: {exc})"
+        ) from exc
     except httpx.TimeoutException as exc:
         raise StoreUnavailable(f"influxdb {what}: timed out ({type(exc).__name__})") from exc
-    except httpx.TransportError as exc:
+    except httpx.HTTPError as exc:  # transport, protocol, decoding, redirects
         raise StoreUnavailable(f"influxdb {what}: {type(exc).__name__}: {exc}") from exc
-    except httpx.HTTPError as exc:
+    except httpx.StreamError as exc:
         raise StoreUnavailable(f"influxdb {what}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -59,9 +119,17 @@ def _ident(value: str) -> str:
 
 def _error_text(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("error", response.text))
+        doc = response.json()
     except ValueError:
-        return response.text
+        return response.text[:2000]
+    if isinstance(doc, dict):
+        return str(doc.get("error", doc.get("message", response.text)))[:2000]
+    return response.text[:2000]
+
+
+def _duration_ms(text: str) -> float:
+    """InfluxQL duration (`1h0m0s`, `168h0m0s`, `0s` = infinite) in ms."""
+    return sum(int(n) * _DURATION_MS[u] for n, u in _DURATION_PART.findall(text))
 
 
 class InfluxStore:
@@ -80,30 +148,40 @@ class InfluxStore:
         timeout_s: float = 10.0,
         retries: int = 3,
         backoff_s: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url, self.db, self.rp = url.rstrip("/"), db, rp
+        url_user, url_password = _url_credentials(url)
+        self.url, self.db, self.rp = redact_url(url).rstrip("/"), db, rp
         self.create_db = create_db
         self.retries, self.backoff_s = retries, backoff_s
         headers = {"Authorization": f"Token {token}"} if token else {}
+        username, password = username or url_user, password if username else url_password
         auth = (username, password or "") if username else None
         self._client = httpx.AsyncClient(
-            base_url=self.url, headers=headers, auth=auth, timeout=timeout_s
+            base_url=self.url, headers=headers, auth=auth, timeout=timeout_s, transport=transport
         )
         self._db_ready = False
+
+    def __repr__(self) -> str:
+        return f"InfluxStore({self.url!r}, db={self.db!r}, rp={self.rp!r})"
 
     # -- writing ----------------------------------------------------------------------------
     async def open(self) -> None:
         with map_store_errors("ping"):
             response = await self._client.get("/ping")
+        if response.status_code in (401, 403):
+            raise self._credentials_refused(response.status_code)
         if response.status_code >= 300:
             raise StoreUnavailable(f"influxdb ping answered {response.status_code}")
         await self._ensure_db()
+        if self.rp:
+            await self._check_rp()
 
     async def _ensure_db(self) -> None:
         if self.create_db and not self._db_ready:
             try:
                 await self._query(f"CREATE DATABASE {_ident(self.db)}", method="POST")
-            except ValueError as exc:  # InfluxDB 2.x/3.x: databases are buckets + DBRP maps
+            except StoreQueryError as exc:  # InfluxDB 2.x/3.x: databases are buckets + DBRP maps
                 _log.warning(
                     "could not create database %r (%s); create it (or its DBRP"
                     " mapping) yourself and set ECOCLUSTER_INFLUX_CREATE_DB=false",
@@ -112,13 +190,69 @@ class InfluxStore:
                 )
         self._db_ready = True
 
+    async def _retention_policies(self) -> dict[str, tuple[float, bool]] | None:
+        """name → (duration in ms, 0 = infinite; is default), or None if it cannot tell."""
+        try:
+            series = await self._query(f"SHOW RETENTION POLICIES ON {_ident(self.db)}")
+        except (StoreQueryError, StoreUnavailable):
+            return None
+        out = {}
+        for s in series:
+            cols = s.get("columns", [])
+            for row in s.get("values", []):
+                doc = dict(zip(cols, row, strict=False))
+                out[str(doc.get("name"))] = (
+                    _duration_ms(str(doc.get("duration", ""))),
+                    bool(doc.get("default")),
+                )
+        return out
+
+    async def _check_rp(self) -> None:
+        policies = await self._retention_policies()
+        if policies is not None and self.rp not in policies:
+            raise StoreFatalError(
+                f"influxdb database {self.db!r} has no retention policy {self.rp!r}"
+                f" (ECOCLUSTER_INFLUX_RP); it has: {', '.join(sorted(policies)) or 'none'}"
+            )
+
+    def _credentials_refused(self, code: int) -> StoreFatalError:
+        return StoreFatalError(
+            f"influxdb at {self.url} refused our credentials ({code}): check"
+            " ECOCLUSTER_INFLUX_TOKEN or ECOCLUSTER_INFLUX_USERNAME / _PASSWORD"
+        )
+
     async def write(self, batch: ReadingBatch) -> None:
         if len(batch) == 0:
             return
-        lines = encode_lines(batch)
-        status, text = await self._post_lines(lines)
-        if status == 400:
-            raise self._rejected(text, lines, batch)
+        await self._write_rows(encode_lines(batch), batch, np.arange(len(batch)))
+
+    async def _write_rows(self, lines: list[str], batch: ReadingBatch, rows: Any) -> None:
+        """Write `lines` (rows `rows` of `batch`); raise `StoreRejected` with batch rows."""
+        code, text = await self._post_lines(lines)
+        if code == 413 and len(lines) > 1:  # too large for the server: halves
+            half = len(lines) // 2
+            refused: list[StoreRejected] = []
+            for part in (slice(None, half), slice(half, None)):
+                try:
+                    await self._write_rows(lines[part], batch, rows[part])
+                except StoreRejected as exc:
+                    refused.append(exc)
+            if refused:
+                raise StoreRejected(
+                    refused[0].args[0],
+                    [i for r in refused for i in r.rejected_idx],
+                    [w for r in refused for w in r.reasons],
+                    dropped=sum(r.dropped or 0 for r in refused) or None,
+                )
+            return
+        if code == 413:
+            raise StoreRejected(
+                "influxdb: the line is larger than the server's max-body-size",
+                [int(rows[0])],
+                ["line too large for the server"],
+            )
+        if 400 <= code < 500:
+            raise await self._rejected(code, text, lines, batch, rows)
 
     async def write_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         lines = [
@@ -127,15 +261,21 @@ class InfluxStore:
             for s in statuses
         ]
         if lines:
-            status, text = await self._post_lines(lines)
-            if status == 400:
-                raise StoreRejected(f"influxdb refused statuses: {text[:200]}", [], [])
+            code, text = await self._post_lines(lines)
+            if 400 <= code < 500:
+                raise StoreRejected(
+                    f"influxdb refused statuses ({code}): {text[:200]}",
+                    list(range(len(lines))),
+                    [text[:200]] * len(lines),
+                )
 
     async def _post_lines(self, lines: list[str]) -> tuple[int, str]:
-        body = gzip.compress("\n".join(lines).encode(), compresslevel=1)
+        """Post and classify: returns (2xx, "") or a non-transient 4xx and its text; raises
+        `StoreUnavailable` after the retries, `StoreFatalError` for 401/403/404."""
+        body = gzip.compress("\n".join(lines).encode("utf-8", "backslashreplace"), compresslevel=1)
         params = {"db": self.db, "precision": "ms"} | ({"rp": self.rp} if self.rp else {})
         headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
-        delay = self.backoff_s
+        backoff = Backoff(initial_s=self.backoff_s, max_s=max(self.backoff_s, 5.0))
         for attempt in range(1, self.retries + 1):
             try:
                 with map_store_errors("write"):
@@ -147,35 +287,85 @@ class InfluxStore:
                     raise
             else:
                 code = response.status_code
-                if code == 204:
+                if 200 <= code < 300:
                     return code, ""
-                if code == 400:
-                    return code, _error_text(response)
-                if code == 404 and "database not found" in response.text and self.create_db:
+                text = _error_text(response)
+                if code == 404 and "database not found" in text and self.create_db:
                     self._db_ready = False
                     await self._ensure_db()
                     continue
                 if code in (401, 403):
-                    raise StoreUnavailable(f"influxdb refused our credentials ({code})")
-                if code < 500 or attempt == self.retries:
-                    raise StoreUnavailable(f"influxdb write answered {code}: {response.text[:200]}")
-            await asyncio.sleep(delay)
-            delay *= 2
+                    raise self._credentials_refused(code)
+                if code == 404:
+                    raise self._not_found(text)
+                if 400 <= code < 500 and code not in _TRANSIENT_4XX:
+                    return code, text
+                if attempt == self.retries:
+                    raise StoreUnavailable(f"influxdb write answered {code}: {text[:200]}")
+            await backoff.sleep()
         raise StoreUnavailable("influxdb write failed")
 
-    def _rejected(self, text: str, lines: list[str], batch: ReadingBatch) -> StoreRejected:
+    def _not_found(self, text: str) -> StoreFatalError:
+        if "retention policy not found" in text:
+            return StoreFatalError(
+                f"influxdb: {text[:200]} on database {self.db!r} (ECOCLUSTER_INFLUX_RP)"
+            )
+        if "database not found" in text:
+            return StoreFatalError(
+                f"influxdb: database {self.db!r} not found (ECOCLUSTER_INFLUX_DB); create it or"
+                " set ECOCLUSTER_INFLUX_CREATE_DB=true"
+            )
+        return StoreFatalError(
+            f"influxdb at {self.url} answered 404 to /write: is ECOCLUSTER_INFLUX_URL the"
+            f" server's base URL? ({text[:120]})"
+        )
+
+    async def _rejected(
+        self, code: int, text: str, lines: list[str], batch: ReadingBatch, rows: Any
+    ) -> StoreRejected:
+        """The rows of `batch` the store refused: the ones it names, else the ones the
+        retention policy provably dropped, else all of `rows`."""
         row_of = {line: i for i, line in enumerate(lines)}
         bad: dict[int, str] = {}
         for match in _UNPARSABLE.finditer(text):
-            i = row_of.get(match.group(1))
+            i = row_of.get(match.group(1).replace("\\'", "'"))
             if i is not None:
-                bad[i] = "influxdb could not parse the line"
+                bad[int(rows[i])] = "influxdb could not parse the line"
         for measurement in _CONFLICT.findall(text):
-            for i, sidx in enumerate(batch.series_idx.tolist()):
-                if batch.series[sidx].quantity == measurement:
+            for i in rows.tolist():
+                if batch.series[batch.series_idx[i]].quantity == measurement:
                     bad.setdefault(i, f"field type conflict on {measurement}")
-        _log.warning("influxdb refused %d of %d points: %s", len(bad), len(lines), text[:300])
-        return StoreRejected(f"influxdb partial write: {text[:300]}", list(bad), list(bad.values()))
+        found = _DROPPED.search(text)
+        dropped = int(found.group(1)) if found else None
+        if "retention policy" in text and dropped:
+            for i in await self._beyond_retention(batch, rows, dropped - len(bad)):
+                bad.setdefault(i, "older than the retention policy keeps")
+        if not bad:  # the store named nothing: nothing of the batch is known to be stored
+            why = f"influxdb refused the write ({code}): {text[:200]}"
+            bad = {int(i): why for i in rows.tolist()}
+        _log.warning(
+            "influxdb refused %d of %d points (%d): %s", len(bad), len(lines), code, text[:300]
+        )
+        return StoreRejected(
+            f"influxdb refused {len(bad)} of {len(lines)} points ({code}): {text[:300]}",
+            list(bad),
+            list(bad.values()),
+            dropped=dropped,
+        )
+
+    async def _beyond_retention(self, batch: ReadingBatch, rows: Any, n: int) -> list[int]:
+        """The `n` rows older than the retention policy's horizon, if exactly `n` are."""
+        if n <= 0:
+            return []
+        policies = await self._retention_policies() or {}
+        chosen = (
+            policies.get(self.rp) if self.rp else next((p for p in policies.values() if p[1]), None)
+        )
+        if chosen is None or chosen[0] <= 0:
+            return []
+        horizon = time.time() * 1000 - chosen[0]
+        old = [int(i) for i in rows.tolist() if batch.ts_ms[i] < horizon]
+        return old if len(old) == n else []
 
     # -- querying ---------------------------------------------------------------------------
     async def _query(self, q: str, *, method: str = "GET") -> list[dict[str, Any]]:
@@ -186,16 +376,24 @@ class InfluxStore:
                 params["rp"] = self.rp
         with map_store_errors("query"):
             response = await self._client.request(method, "/query", params=params)
-        if response.status_code >= 500:
-            raise StoreUnavailable(f"influxdb query answered {response.status_code}")
-        doc = response.json()
-        if response.status_code >= 400 or "error" in doc:
-            raise ValueError(f"influxdb query failed: {doc.get('error', response.text)[:300]}")
-        result = doc["results"][0]
-        if "error" in result:
-            if "database not found" in result["error"]:
+        code = response.status_code
+        if code >= 500 or code in _TRANSIENT_4XX:
+            raise StoreUnavailable(f"influxdb query answered {code}")
+        if code in (401, 403):
+            raise self._credentials_refused(code)
+        try:
+            doc = response.json()
+            result = doc["results"][0] if code < 400 and "error" not in doc else doc
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise StoreUnavailable(
+                f"influxdb query answered {code} with no InfluxDB result: {response.text[:120]!r}"
+            ) from None
+        error = result.get("error") if isinstance(result, dict) else None
+        if error is not None or code >= 400:
+            text = str(error or response.text)[:300]
+            if "database not found" in text:
                 return []
-            raise ValueError(f"influxdb query failed: {result['error'][:300]}")
+            raise StoreQueryError(f"influxdb query failed ({code}): {text}")
         series: list[dict[str, Any]] = result.get("series", [])
         return series
 

@@ -77,6 +77,7 @@ class ThresholdKernel(Kernel[ThresholdRule]):
         self.n_windows = spec.consecutive or 1
         if self.window_ms:
             self.check_window(ctx, "window", self.window_ms * self.n_windows)
+        self.is_instant = self.window_ms is None and self.for_ms == 0
         self.above = [(c, self._limit_array(ctx, v)) for c, v in _levels(spec.above, spec.severity)]
         self.below = [(c, self._limit_array(ctx, v)) for c, v in _levels(spec.below, spec.severity)]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from ecocluster import __version__
+from ecocluster.core.types import QUANTITIES
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -46,11 +47,38 @@ def test_check_config_prints_every_error_without_traceback(tmp_path: Path) -> No
         "  - {id: m1, site: s1, quantities: [power_kw]}\n"
     )
     result = run_cli("check-config", str(bad))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"{bad}:5 sites[0].org: unknown organisation 'o2'" in result.stderr
-    assert f"{bad}:7 meters[0].quantities[0]: unknown quantity 'power_kw'" in result.stderr
-    assert "2 error(s)" in result.stderr
+    assert result.stderr.splitlines() == [
+        f"{bad}:5 sites[0].org: unknown organisation 'o2' (known: o1)",
+        f"{bad}:7 meters[0].quantities[0]: unknown quantity 'power_kw' (known: "
+        + ", ".join(QUANTITIES)
+        + ")",
+    ]
+
+
+def test_check_config_validates_the_rules_fields_too(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "territory: {id: t, name: T}\n"
+        "rules:\n"
+        "  - {name: r1, type: threshold, quantity: power_w, abov: 5}\n"
+    )
+    result = run_cli("check-config", str(bad))
+    assert result.returncode == 2, result.stdout
+    assert f"{bad}:3 rules[0].abov: unknown field for this rule type" in result.stderr
+
+
+def test_check_config_escapes_control_characters_from_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        'territory: {id: t, name: T, "x\\e]0;owned\\a\\n\\e[2J\u202e": 1}\n', encoding="utf-8"
+    )
+    result = run_cli("check-config", str(bad))
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line == f"{bad}:1 territory.x\\x1b]0;owned\\x07\\n\\x1b[2J\\u202e: unknown field"
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
 
 
 def test_check_config_rejects_bad_settings_block(
@@ -58,12 +86,17 @@ def test_check_config_rejects_bad_settings_block(
 ) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"include: [{example_cluster_path}]\n")
-    # include of an absolute path works; a settings block with an unknown key is refused
-    ok = run_cli("check-config", str(cfg))
+    # an absolute include is refused unless a setting allows its directory
+    refused = run_cli("check-config", str(cfg))
+    assert refused.returncode == 2 and "absolute include path" in refused.stderr
+    allow = {"ECOCLUSTER_CONFIG_INCLUDE_DIRS": str(example_cluster_path.resolve().parent)}
+    ok = run_cli("check-config", str(cfg), env=allow)
     assert ok.returncode == 0, ok.stderr
     cfg.write_text(f"include: [{example_cluster_path}]\nsettings: {{api_port: -1}}\n")
-    bad = run_cli("check-config", str(cfg))
-    assert bad.returncode == 1 and "api_port" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("check-config", str(cfg), env=allow)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    (line,) = bad.stderr.splitlines()
+    assert line.startswith(f"{cfg}: settings: setting 'api_port'")
 
 
 def test_json_log_format() -> None:

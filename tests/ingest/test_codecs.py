@@ -24,15 +24,17 @@ SERIES = {
 NOW = 1_732_470_000_000
 
 
-def native(doc: object) -> Columns:
+def native(doc: object, *, untimed: bool = False) -> Columns:
     out = Columns()
-    decode_native(orjson.dumps(doc) if not isinstance(doc, bytes) else doc, NOW, 0, SERIES, out)
+    payload = orjson.dumps(doc) if not isinstance(doc, bytes) else doc
+    decode_native(payload, 0, SERIES, out, untimed=untimed)
     return out
 
 
-def senml(doc: object) -> Columns:
+def senml(doc: object, *, untimed: bool = False, meter: str = "em-01") -> Columns:
     out = Columns()
-    decode_senml(orjson.dumps(doc) if not isinstance(doc, bytes) else doc, NOW, 0, SERIES, out)
+    payload = orjson.dumps(doc) if not isinstance(doc, bytes) else doc
+    decode_senml(payload, 0, SERIES, out, meter=meter, untimed=untimed)
     return out
 
 
@@ -44,8 +46,11 @@ def test_native_object_and_array() -> None:
     out = native({"ts": 1732470000123, "m": {"energy_kwh": 10234.52, "power_w": 5230}})
     assert out.series_idx == [0, 1] and out.ts_ms == [1732470000123] * 2
     assert out.values == [10234.52, 5230.0] and not out.rejections
-    out = native([{"ts": 1, "m": {"power_w": 1.0}}, {"m": {"power_w": 2.0}}])
-    assert out.ts_ms == [1, NOW]  # receipt time when ts is absent
+    out = native([{"ts": 1, "m": {"power_w": 1.0}}, {"m": {"power_w": 2.0, "temp_c": 3.0}}])
+    assert out.ts_ms == [1] and reasons(out) == ["no_time"]  # policy "reject": counted
+    assert out.rejections[0].count == 2
+    out = native([{"ts": 1, "m": {"power_w": 1.0}}, {"m": {"power_w": 2.0}}], untimed=True)
+    assert out.ts_ms == [1, 0] and out.relative_rows == [1]  # offset from the receipt stamp
 
 
 def test_native_bad_readings_never_take_neighbours_down() -> None:
@@ -69,7 +74,8 @@ def test_native_bad_readings_never_take_neighbours_down() -> None:
         (b'{"ts": 1}', "schema"),
         (b'{"ts": "yesterday", "m": {"power_w": 1}}', "bad_time"),
         (b'{"ts": true, "m": {"power_w": 1}}', "bad_time"),
-        (b"\xff\xfe", "not_json"),
+        (b"\xff\xfe", "not_utf8"),
+        (b'{"ts": 1e306, "m": {"power_w": 1}}', "bad_time"),
     ],
 )
 def test_native_rejections(payload: bytes, reason: str) -> None:
@@ -100,14 +106,86 @@ def test_senml_resolves_base_fields_and_converts_units() -> None:
     assert out.values == pytest.approx([1234.5, 4500.0, 4120.5, 50.0, 1.5])
 
 
-def test_senml_relative_time_is_against_receipt() -> None:
-    out = senml([{"n": "power_w", "v": 1, "t": -5}, {"n": "power_w", "v": 2}])
-    assert out.ts_ms == [NOW - 5000, NOW]
+def test_senml_relative_time_follows_the_policy() -> None:
+    doc = [{"n": "power_w", "v": 1, "t": -5}, {"n": "power_w", "v": 2}, {"n": "temp_c", "v": 3}]
+    out = senml(doc)
+    assert len(out) == 0 and reasons(out) == ["no_time"] * 3
+    out = senml(doc, untimed=True)
+    assert out.ts_ms == [-5000, 0, 0] and out.relative_rows == [0, 1, 2]
+    out = senml([{"bt": 1767225600, "n": "power_w", "v": 1, "t": -5}])
+    assert out.ts_ms == [1767225595000] and not out.relative_rows  # relative to an absolute bt
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'\xef\xbb\xbf{"ts": 5, "m": {"power_w": 1}}',
+        '{"ts": 5, "m": {"power_w": 1}}'.encode("utf-16"),
+        '{"ts": 5, "m": {"power_w": 1}}'.encode("utf-16-le"),
+        '{"ts": 5, "m": {"power_w": 1}}'.encode("utf-32"),
+        '{"ts": 5, "m": {"power_w": 1}}'.encode("utf-32-be"),
+        b'{"ts": 5, "m": {"power_w": NaN, "temp_c": "\xe9"}}',
+        '{"ts": 5, "m": {"power_w": NaN}}'.encode("utf-16"),
+    ],
+)
+def test_json_that_is_not_utf8_is_refused(payload: bytes) -> None:
+    for out in (native(payload), senml(payload)):
+        assert len(out) == 0 and reasons(out) == ["not_utf8"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"ts": 5, "m": {"power_\\ud800": 1, "temp_c": 2}}',
+        b'{"ts": 5, "m": {"\\udfff": NaN}}',
+        b'[{"n": "power\\ud800", "v": 1}]',
+        b'[{"bn": "\\ud800", "n": "power", "v": NaN}]',
+    ],
+)
+def test_lone_surrogates_reject_the_message_and_never_raise(payload: bytes) -> None:
+    for out in (native(payload), senml(payload)):
+        assert len(out) == 0 and reasons(out) == ["not_json"]
+        assert "surrogate" in out.rejections[0].message
+
+
+def test_senml_names_bind_to_the_topics_meter() -> None:
+    out = senml(
+        [
+            {"bn": "urn:dev:eco:s1:em-01:", "bt": 1767225600, "n": "power", "v": 1.0},
+            {"bn": "urn:dev:eco:s1:em-02:", "n": "power", "v": 2.0},
+            {"bn": "em-02/", "n": "energy", "v": 3.0},
+            {"bn": "", "n": "em-01:power", "v": 4.0},
+            {"n": "power", "v": 5.0},
+            {"n": "-bad name", "v": 6.0},
+        ]
+    )
+    assert out.values == [1.0, 4.0, 5.0]
+    assert reasons(out) == ["wrong_meter", "wrong_meter", "schema"]
+    assert "em-02" in out.rejections[0].message
+
+
+def test_senml_must_understand_labels_reject_the_pack() -> None:
+    out = senml(
+        [
+            {"bt": 1767225600, "n": "power", "v": 1.0},
+            {"n": "power", "v": 2.0, "t": 1, "ct_": "60"},
+            {"n": "energy", "v": 3.0},
+        ]
+    )
+    assert len(out) == 0 and reasons(out) == ["schema"]
+    assert out.rejections[0].count == 3 and "ct_" in out.rejections[0].message
+
+
+def test_senml_huge_times_are_rejected_not_raised() -> None:
+    out = senml([{"bt": 1e306, "n": "power", "v": 1.0}, {"n": "power", "v": 1.0, "t": 1e300}])
+    assert len(out) == 0 and reasons(out) == ["bad_time", "bad_time"]
 
 
 def test_gas_mixing_ratios_at_eu_reference_conditions() -> None:
     assert pytest.approx(24.06, abs=0.01) == MOLAR_VOLUME_L
-    out = senml([{"n": "no2", "u": "ppb", "v": 10}, {"n": "co", "u": "ppm", "v": 1}])
+    out = senml(
+        [{"bt": 1767225600, "n": "no2", "u": "ppb", "v": 10}, {"n": "co", "u": "ppm", "v": 1}]
+    )
     assert out.values == pytest.approx([19.12, 1.164], rel=1e-3)
     assert conversion_for("o3_ugm3", "ppb").scale == pytest.approx(1.995, rel=1e-3)  # type: ignore[union-attr]
     assert conversion_for("so2_ugm3", "ppb").scale == pytest.approx(2.663, rel=1e-3)  # type: ignore[union-attr]
@@ -117,7 +195,7 @@ def test_gas_mixing_ratios_at_eu_reference_conditions() -> None:
 def test_senml_rejections_are_per_record() -> None:
     out = senml(
         [
-            {"bn": "dev:", "n": "power", "u": "W", "v": 1.0},
+            {"bn": "urn:x:em-01:", "bt": 1767225600, "n": "power", "u": "W", "v": 1.0},
             {"n": "power", "u": "furlong", "v": 1.0},
             {"n": "speed", "v": 1.0},
             {"n": "pm10", "u": "ug/m3", "v": 3},
@@ -207,7 +285,7 @@ def _readings_in(doc: object) -> int | None:
 def test_fuzz_native_every_reading_is_kept_or_rejected(doc: object) -> None:
     payload = doc if isinstance(doc, bytes) else _dump(doc)
     out = Columns()
-    decode_native(payload, NOW, 0, SERIES, out)  # never raises
+    decode_native(payload, 0, SERIES, out, untimed=True)  # never raises
     assert len(out) == len(out.values) == len(out.series_idx) == len(out.msg)
     assert len(out) or out.rejections
     expected = None if isinstance(doc, bytes) else _readings_in(doc)
@@ -220,8 +298,18 @@ def test_fuzz_native_every_reading_is_kept_or_rejected(doc: object) -> None:
 def test_fuzz_senml_every_record_is_kept_or_rejected(doc: object) -> None:
     payload = doc if isinstance(doc, bytes) else _dump(doc)
     out = Columns()
-    decode_senml(payload, NOW, 0, SERIES, out)  # never raises
-    if isinstance(doc, list) and doc and all(isinstance(r, dict) for r in doc):
+    decode_senml(payload, 0, SERIES, out, meter="em-01", untimed=True)  # never raises
+    must_understand = (
+        any(isinstance(r, dict) and any(k.endswith("_") for k in r) for r in doc or ())
+        if isinstance(doc, list)
+        else False
+    )
+    if (
+        isinstance(doc, list)
+        and doc
+        and all(isinstance(r, dict) for r in doc)
+        and not must_understand
+    ):
         valued = sum(1 for r in doc if any(k in r for k in ("v", "vs", "vb", "vd", "s", "n")))
         assert len(out) + len(out.rejections) >= valued
         assert len(out) <= sum(1 for r in doc if "v" in r)

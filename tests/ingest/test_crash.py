@@ -77,7 +77,9 @@ def test_sigkill_mid_stream_loses_nothing(
         probe = f"{topic_prefix}/s2/aq-01/data"
         assert _wait(
             lambda: (
-                publisher.publish([(probe, orjson.dumps({"m": {"temp_c": 1.0}}))])
+                publisher.publish(
+                    [(probe, orjson.dumps({"ts": int(time.time() * 1000), "m": {"temp_c": 1.0}}))]
+                )
                 and _count(influxd, influx_db, "temp_c") > 0
             ),
             30,

@@ -1,11 +1,16 @@
-"""The MQTT wire layer: packets byte for byte, a parser fed in arbitrary pieces, and the
-subscriber against real brokers (credentials refused, shared subscriptions, site filters)."""
+"""The MQTT wire layer and the subscriber: packets byte for byte, a parser fed in arbitrary
+pieces and arbitrary bytes (never an exception, a protocol error instead), linear reassembly,
+CONNACK properties, the error mapping, and the subscriber against real brokers (credentials
+refused, TLS, shared subscriptions, site filters, keep-alive, session takeover)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -15,20 +20,36 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
 
-from ecocluster.core.registry import Cluster
-from ecocluster.core.settings import Settings
-from ecocluster.ingest.mqtt import (
-    Inbound,
-    MqttProtocol,
+from ecocluster.core.errors import FatalError, TransientError, describe
+from ecocluster.core.mqtt import (
+    MqttConfigError,
+    MqttProtocolError,
+    MqttRefused,
+    MqttUnavailable,
+    connack_error,
+    map_mqtt_errors,
+)
+from ecocluster.core.mqtt_wire import (
+    MalformedPacket,
+    PacketSplitter,
     connect_packet,
+    decode_varint,
+    encode_varint,
+    parse_connack,
     puback_packets,
     subscribe_packet,
 )
+from ecocluster.core.registry import Cluster
+from ecocluster.core.settings import Settings
+from ecocluster.ingest.mqtt import Inbound, MqttProtocol
 from ecocluster.ingest.stage import IngestStage
 from ecocluster.ingest.stores.memory import MemoryStore
-from ecocluster.ingest.subscriber import MqttSubscriber, SubscriberError, topic_filters
-from tests.ingest.conftest import Publisher, running, wait_until
+from ecocluster.ingest.subscriber import MqttSubscriber, topic_filters
+from tests.ingest.conftest import Publisher, make_settings, running, wait_until
 from tests.services import MosquittoServer, require_binary
 
 
@@ -43,10 +64,12 @@ def test_connect_packets_ask_for_a_persistent_session() -> None:
         password="p",
         session_expiry_s=3600,
         receive_maximum=1000,
+        maximum_packet_size=65536 + 512,
     )
-    # level 5, user+password flags, properties: session expiry 3600, receive maximum 1000
-    assert v5[2:14] == b"\x00\x04MQTT\x05\xc0\x00\x1e\x08\x11"
-    assert v5[14:21] == b"\x00\x00\x0e\x10\x21\x03\xe8"
+    # level 5, user+password flags, properties (13 bytes): session expiry 3600, receive
+    # maximum 1000, maximum packet size 66048
+    assert v5[2:14] == b"\x00\x04MQTT\x05\xc0\x00\x1e\x0d\x11"
+    assert v5[14:26] == b"\x00\x00\x0e\x10\x21\x03\xe8\x27\x00\x01\x02\x00"
     assert v5.endswith(b"\x00\x03ing\x00\x01u\x00\x01p")
 
 
@@ -56,19 +79,27 @@ def test_subscribe_and_puback_packets() -> None:
     assert puback_packets([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
 
 
-def _publish(topic: str, payload: bytes, mid: int, *, v5: bool) -> bytes:
+@pytest.mark.parametrize("n", [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 268_435_455])
+def test_varint_round_trip_at_every_width(n: int) -> None:
+    raw = encode_varint(n)
+    assert len(raw) == 1 + (n > 127) + (n > 16_383) + (n > 2_097_151)
+    assert decode_varint(raw, 0, len(raw)) == (n, len(raw))
+    assert decode_varint(raw[:-1], 0, len(raw) - 1) == (-1, 0)  # incomplete: wait for more
+    with pytest.raises(MalformedPacket):
+        decode_varint(b"\xff\xff\xff\xff\x01", 0, 5)
+
+
+def _publish(topic: str, payload: bytes, mid: int, *, v5: bool, retain: bool = False) -> bytes:
     body = len(topic).to_bytes(2, "big") + topic.encode() + mid.to_bytes(2, "big")
     if v5:
         body += b"\x02\x01\x01"  # properties (2 bytes): payload format indicator = UTF-8
     body += payload
-    length = len(body)
-    encoded = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            break
-    return b"\x32" + bytes(encoded) + body
+    return bytes([0x32 | retain]) + encode_varint(len(body)) + body
+
+
+def _protocol(v5: bool, **kwargs: object) -> tuple[MqttProtocol, collections.deque[Inbound]]:
+    inbound: collections.deque[Inbound] = collections.deque()
+    return MqttProtocol(7, v5=v5, inbound=inbound, **kwargs), inbound  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("v5", [False, True])
@@ -76,18 +107,167 @@ def _publish(topic: str, payload: bytes, mid: int, *, v5: bool) -> bytes:
 async def test_parser_handles_any_split(v5: bool, chunk: int) -> None:
     big = b"x" * 300  # a remaining length of two bytes
     stream = b"".join(
-        _publish(f"eco/s{i}/m/data", big if i % 2 else b"{}", i + 1, v5=v5) for i in range(20)
+        _publish(f"eco/s{i}/m/data", big if i % 2 else b"{}", i + 1, v5=v5, retain=i == 3)
+        for i in range(20)
     )
-    pending: collections.deque[Inbound] = collections.deque()
     wakes: list[tuple[int, int]] = []
-    proto = MqttProtocol(pending, 7, v5=v5, on_wake=lambda b, a: wakes.append((b, a)))
+    proto, pending = _protocol(v5, on_wake=lambda b, a: wakes.append((b, a)))
     for i in range(0, len(stream), chunk):
         proto.data_received(stream[i : i + chunk])
+    assert not proto.closed.done()
     assert [m.topic for m in pending] == [f"eco/s{i}/m/data" for i in range(20)]
     assert [m.mid for m in pending] == list(range(1, 21))
     assert all(m.qos == 1 and m.generation == 7 for m in pending)
     assert [len(m.payload) for m in pending] == [2 if i % 2 == 0 else 300 for i in range(20)]
+    assert [m.retain for m in pending] == [i == 3 for i in range(20)]  # the RETAIN flag
     assert wakes and wakes[0][0] == 0
+
+
+BAD_PACKETS = {
+    "varint of 5 bytes": b"\x32\xff\xff\xff\xff\x01",
+    "publish shorter than its topic": b"\x32\x01\x00",
+    "topic longer than the packet": b"\x32\x04\x00\x09ab",
+    "qos 1 without packet id": b"\x32\x03\x00\x01a",
+    "qos 3": b"\x36\x05\x00\x01a\x00\x01",
+    "qos 2": b"\x34\x05\x00\x01a\x00\x01",
+    "connack short": b"\x20\x01\x00",
+    "connack reserved flags": b"\x20\x02\x02\x00",
+    "suback empty": b"\x90\x02\x00\x01",
+    "puback short": b"\x40\x01\x00",
+    "unexpected type": b"\x10\x00",
+    "reserved type 0": b"\x00\x00",
+}
+
+
+@pytest.mark.parametrize("raw", BAD_PACKETS.values(), ids=BAD_PACKETS.keys())
+async def test_every_malformed_packet_is_a_protocol_error_not_an_exception(raw: bytes) -> None:
+    proto, pending = _protocol(False)
+    proto.data_received(raw)  # must not raise
+    assert isinstance(proto.closed.result(), MqttProtocolError)
+    assert not pending
+
+
+async def test_v5_property_overflow_and_oversize_packets_are_protocol_errors() -> None:
+    proto, _ = _protocol(True)
+    body = b"\x00\x01a\x00\x01\x09\x01\x01"  # property length 9 > what is left
+    proto.data_received(b"\x32" + encode_varint(len(body)) + body)
+    assert isinstance(proto.closed.result(), MqttProtocolError)
+    # over the Maximum Packet Size we advertised: the broker broke [MQTT-3.1.2-24]
+    proto, _ = _protocol(True, max_packet_size=1024)
+    proto.data_received(_publish("a", b"x" * 2000, 1, v5=True)[:100])
+    assert "over the 1024 allowed" in str(proto.closed.result())
+
+
+async def test_session_taken_over_is_named() -> None:
+    proto, _ = _protocol(True)
+    proto.data_received(b"\xe0\x02\x8e\x00")  # DISCONNECT, reason 0x8E, no properties
+    assert "another client with our client id" in str(proto.closed.result())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300), st.booleans(), st.integers(1, 64))
+def test_arbitrary_bytes_never_raise_out_of_the_parser(noise: bytes, v5: bool, chunk: int) -> None:
+    async def feed() -> None:
+        proto, pending = _protocol(v5, max_packet_size=4096)
+        proto.connack.add_done_callback(lambda f: f.exception())
+        stream = _publish("eco/s/m/data", b"{}", 1, v5=v5) + noise
+        for i in range(0, len(stream), chunk):
+            proto.data_received(stream[i : i + chunk])
+        if proto.closed.done():
+            assert isinstance(proto.closed.result(), MqttProtocolError | MqttUnavailable)
+        assert pending[0].topic == "eco/s/m/data"  # what came before the noise was kept
+
+    asyncio.run(feed())
+
+
+async def test_reassembly_of_a_large_packet_is_linear() -> None:
+    """32 MiB in 16 KiB reads: quadratic re-concatenation copies ~32 GiB (minutes)."""
+    payload = b"y" * (32 << 20)
+    raw = _publish("eco/s/m/data", payload, 9, v5=False)
+    proto, pending = _protocol(False)
+    view = memoryview(raw)
+    started = time.perf_counter()
+    for i in range(0, len(raw), 16384):
+        proto.data_received(bytes(view[i : i + 16384]))
+    elapsed = time.perf_counter() - started
+    assert len(pending) == 1 and pending[0].payload == payload
+    assert elapsed < 5.0
+    splitter = PacketSplitter()
+    assert not list(splitter.feed(raw[:1000])) and splitter.buffered == 1000
+
+
+def test_connack_properties_are_parsed() -> None:
+    props = (
+        b"\x13\x00\x0a"  # server keep alive 10
+        b"\x21\x00\x14"  # receive maximum 20
+        b"\x27\x00\x00\x04\x00"  # maximum packet size 1024
+        b"\x2a\x00"  # shared subscriptions: no
+        b"\x24\x00"  # maximum QoS 0
+        b"\x1f\x00\x02hi"  # reason string
+        b"\x26\x00\x01k\x00\x01v"  # a user property
+    )
+    body = b"\x01\x00" + encode_varint(len(props)) + props
+    c = parse_connack(body, v5=True)
+    assert c.session_present and c.code == 0
+    assert (c.server_keepalive_s, c.receive_maximum, c.maximum_packet_size) == (10, 20, 1024)
+    assert not c.shared_subscription_available and c.maximum_qos == 0
+    assert c.reason_string == "hi"
+    plain = parse_connack(b"\x00\x00\x00", v5=True)
+    assert plain.shared_subscription_available and plain.receive_maximum == 65535
+    assert plain.server_keepalive_s is None
+    with pytest.raises(MalformedPacket):
+        parse_connack(b"\x00\x00\x05\x13\x00", v5=True)
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls", "text"),
+    [
+        (ConnectionRefusedError(111, "refused"), MqttUnavailable, "refused the TCP connection"),
+        (TimeoutError(), MqttUnavailable, "did not answer in time"),
+        (socket.gaierror(-2, "Name or service not known"), MqttUnavailable, "not resolved"),
+        (ConnectionResetError(104, "reset"), MqttUnavailable, "reset"),
+        (OSError(113, "No route to host"), MqttUnavailable, "No route to host"),
+        (ssl.SSLCertVerificationError(1, "bad"), MqttUnavailable, "not trusted"),
+        (ssl.SSLError(1, "wrong version"), MqttUnavailable, "TLS"),
+        (MalformedPacket("short"), MqttProtocolError, "malformed"),
+        (EOFError(), MqttUnavailable, "EOFError"),
+    ],
+)
+def test_socket_tls_and_codec_errors_are_mapped_in_one_place(
+    exc: BaseException, cls: type, text: str
+) -> None:
+    with pytest.raises(cls, match=text) as caught, map_mqtt_errors("mqtt://h:1", "connecting to"):
+        raise exc
+    assert isinstance(caught.value, TransientError)
+    assert caught.value.__cause__ is exc
+    assert "()" not in describe(caught.value)
+
+
+def test_timeouts_describe_themselves() -> None:
+    assert describe(TimeoutError()) == "TimeoutError"  # not "" nor "()"
+
+
+@pytest.mark.parametrize(
+    ("code", "v5", "cls"),
+    [
+        (4, False, MqttRefused),
+        (5, False, MqttRefused),
+        (0x86, True, MqttRefused),
+        (0x87, True, MqttRefused),
+        (3, False, MqttUnavailable),
+        (0x89, True, MqttUnavailable),
+        (2, False, MqttConfigError),
+        (0x01, True, MqttConfigError),
+        (0x84, True, MqttConfigError),
+    ],
+)
+def test_connack_codes_map_to_fatal_or_transient(code: int, v5: bool, cls: type) -> None:
+    error = connack_error(code, v5=v5, target="mqtt://u@h:1")
+    assert isinstance(error, cls)
+    assert isinstance(error, FatalError) == (cls is not MqttUnavailable)
+    if v5 and code in (0x01, 0x84):
+        assert "does not speak MQTT 5" in str(error) and "ECOCLUSTER_MQTT_PROTOCOL" in str(error)
+    assert connack_error(0, v5=v5, target="x") is None
 
 
 def test_topic_filters_for_sites_and_shared_groups(ingest_settings: Settings) -> None:
@@ -129,12 +309,14 @@ async def test_wrong_credentials_stop_with_a_clear_error(
     s = ingest_settings.model_copy(
         update={"mqtt_url": _secret(f"mqtt://ingest:wrong@127.0.0.1:{secured_mosquitto.port}")}
     )
-    sub = MqttSubscriber(s)
-    await sub.start()
-    await asyncio.wait_for(sub.wakeup.wait(), 10)
-    assert isinstance(sub.fatal, SubscriberError) and "refused our credentials" in str(sub.fatal)
-    assert "wrong" not in str(sub.fatal)  # the password is never printed
-    await sub.stop()
+    async with MqttSubscriber(s) as sub:
+        with pytest.raises(MqttRefused, match="refused our credentials") as caught:
+            await asyncio.wait_for(sub.wait_subscribed(), 10)
+        with pytest.raises(MqttRefused):  # and the batches say so too
+            await sub.next_batch()
+    assert isinstance(caught.value, FatalError)
+    assert "wrong" not in str(caught.value)  # the password is never printed
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.e2e
@@ -146,12 +328,10 @@ async def test_credentials_from_the_url(
     )
     stage = IngestStage(small_cluster, s, store=MemoryStore())
     async with running(stage):
-        assert stage.subscriber.connected.is_set()
+        assert stage.subscriber.is_connected
 
 
-def _secret(url: str):  # type: ignore[no-untyped-def]
-    from pydantic import SecretStr
-
+def _secret(url: str) -> SecretStr:
     return SecretStr(url)
 
 
@@ -202,12 +382,13 @@ async def test_site_filter_receives_only_its_sites(
     stage = IngestStage(
         small_cluster, ingest_settings.model_copy(update={"ingest_sites": ["s2"]}), store=store
     )
+    ts = int(time.time() * 1000) - 1000
     async with running(stage):
         await asyncio.to_thread(
             publisher.publish,
             [
-                (f"{topic_prefix}/s1/em-01/data", orjson.dumps({"m": {"power_w": 1.0}})),
-                (f"{topic_prefix}/s2/em-02/data", orjson.dumps({"m": {"power_w": 2.0}})),
+                (f"{topic_prefix}/s1/em-01/data", orjson.dumps({"ts": ts, "m": {"power_w": 1.0}})),
+                (f"{topic_prefix}/s2/em-02/data", orjson.dumps({"ts": ts, "m": {"power_w": 2.0}})),
             ],
         )
         await wait_until(lambda: stage.accepted >= 1, 10)
@@ -224,7 +405,7 @@ async def test_stage_stops_with_the_credentials_error(
         update={"mqtt_url": _secret(f"mqtt://ingest:nope@127.0.0.1:{secured_mosquitto.port}")}
     )
     stage = IngestStage(small_cluster, s, store=MemoryStore())
-    with pytest.raises(SubscriberError, match="refused our credentials"):
+    with pytest.raises(MqttRefused, match="refused our credentials"):
         await asyncio.wait_for(stage.run(asyncio.Event()), 15)
 
 
@@ -291,15 +472,115 @@ async def test_tls_from_an_mqtts_url(
         )
         stage = IngestStage(small_cluster, s, store=MemoryStore())
         async with running(stage):
-            assert stage.subscriber.connected.is_set()
+            assert stage.subscriber.is_connected
         untrusted = MqttSubscriber(
             ingest_settings.model_copy(
                 update={"mqtt_url": _secret(f"mqtts://127.0.0.1:{broker.port}")}
             )
         )
-        await untrusted.start()
-        await asyncio.sleep(1.0)
-        assert not untrusted.connected.is_set()  # a certificate we do not trust: no connection
-        await untrusted.stop()
+        async with untrusted:
+            await asyncio.sleep(1.0)
+            assert not untrusted.is_connected  # a certificate we do not trust: no connection
     finally:
         broker.stop()
+
+
+def test_a_share_group_needs_mqtt_5_in_the_settings() -> None:
+    with pytest.raises(ValueError, match="ingest_share_group needs MQTT 5"):
+        make_settings(ingest_share_group="ingest", mqtt_protocol="3.1.1")
+
+
+async def _fake_broker(connack: bytes) -> tuple[asyncio.Server, int]:
+    """A broker that answers every CONNECT with `connack` and ignores the rest."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(connack)
+        await writer.drain()
+        await reader.read(1024)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_broker_without_shared_subscriptions_fails_loudly(tmp_path: Path) -> None:
+    props = b"\x2a\x00"  # Shared Subscription Available: 0
+    server, port = await _fake_broker(b"\x20\x05\x00\x00\x02" + props)
+    async with server:
+        s = make_settings(
+            mqtt_url=f"mqtt://127.0.0.1:{port}", ingest_share_group="ingest", data_dir=str(tmp_path)
+        )
+        async with MqttSubscriber(s) as sub:
+            with pytest.raises(MqttConfigError, match="does not support shared subscriptions"):
+                await asyncio.wait_for(sub.wait_subscribed(), 10)
+
+
+@pytest.mark.e2e
+async def test_a_v5_client_on_a_311_only_broker_says_how_to_switch(tmp_path: Path) -> None:
+    from tests.services_nats import NatsServer
+
+    nats = NatsServer(tmp_path / "nats")
+    await asyncio.to_thread(nats.start)
+    try:
+        s = make_settings(mqtt_url=nats.url, mqtt_protocol="5", data_dir=str(tmp_path))
+        async with MqttSubscriber(s) as sub:
+            with pytest.raises(MqttConfigError) as caught:
+                await asyncio.wait_for(sub.wait_subscribed(), 10)
+    finally:
+        await asyncio.to_thread(nats.stop)
+    assert "does not speak MQTT 5" in str(caught.value)
+    assert "ECOCLUSTER_MQTT_PROTOCOL=3.1.1" in str(caught.value)
+
+
+class _KeepAliveMosquitto(MosquittoServer):
+    def config_text(self) -> str:
+        return super().config_text() + "max_keepalive 10\n"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+async def test_server_keep_alive_is_honoured(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mosquitto with `max_keepalive 10` tells a v5 client "10 s" in its CONNACK and drops
+    it after 15 s of silence if it keeps to its own 30 s [MQTT-3.2.2-21]."""
+    broker = _KeepAliveMosquitto(tmp_path / "ka")
+    await asyncio.to_thread(broker.start)
+    try:
+        s = make_settings(mqtt_url=broker.url, mqtt_keepalive_s=30, data_dir=str(tmp_path))
+        with caplog.at_level(logging.INFO, "ecocluster.ingest"):
+            async with MqttSubscriber(s) as sub:
+                await asyncio.wait_for(sub.wait_subscribed(), 10)
+                await asyncio.sleep(28)
+                assert sub.is_connected and sub.generation == 1  # never reconnected
+    finally:
+        await asyncio.to_thread(broker.stop)
+    assert "broker sets keep-alive to 10 s" in caplog.text
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_two_ingestors_with_one_client_id_back_off_and_say_why(
+    protocol: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = MosquittoServer(tmp_path / "takeover")
+    await asyncio.to_thread(broker.start)
+    try:
+        s = make_settings(
+            mqtt_url=broker.url,
+            mqtt_protocol=protocol,
+            mqtt_client_id="same-id",
+            data_dir=str(tmp_path),
+        )
+        with caplog.at_level(logging.WARNING, "ecocluster.ingest"):
+            async with MqttSubscriber(s) as a, MqttSubscriber(s) as b:
+                await asyncio.sleep(8)
+                connections = a.generation + b.generation
+    finally:
+        await asyncio.to_thread(broker.stop)
+    # without backoff they take the session from each other every second or so
+    assert connections <= 8
+    assert "same client id 'same-id'" in caplog.text
+    assert "two nodes sharing ECOCLUSTER_MQTT_CLIENT_ID" in caplog.text

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +82,69 @@ def test_the_budget_is_hard(tmp_path: Path) -> None:
     assert spool.bytes <= 600
     spool.close()
     assert sum(p.stat().st_size for p in tmp_path.glob("*.seg")) == spool.bytes
+
+
+# -- a full disk (issue 9 #8) -----------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 96 KiB tmpfs when this process may mount one (root), else the same limit
+    injected into `os.write` (a fake filesystem layer)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() == 0 and shutil.which("mount"):
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True
+        )
+        if done.returncode == 0:
+            try:
+                yield mount
+            finally:
+                subprocess.run(["umount", "-l", str(mount)], check=False)
+            return
+    real_write, used = os.write, [0]
+
+    def limited(fd: int, data: bytes | memoryview) -> int:  # pragma: no cover - non-root
+        room = 96 * 1024 - used[0]
+        if room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(data[:room]))
+        used[0] += n
+        return n
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "write", limited)
+        yield mount
+
+
+def big(start: int) -> ReadingBatch:
+    return make(start, 300)  # ~10 KB a batch
+
+
+def test_a_full_disk_is_spool_full_not_a_crash_and_resumes(small_disk: Path) -> None:
+    filler = small_disk / "other-program.log"
+    filler.write_bytes(b"x" * 40 * 1024)  # someone else uses the disk too
+    spool = Spool(small_disk / "spool", max_bytes=1 << 30)  # the budget is not the limit
+    spool.open()
+    written = 0
+    with pytest.raises(SpoolFullError, match=r"No space left|cannot be written"):
+        for i in range(100):
+            spool.append(big(i * 1000))
+            written += 1
+    assert 0 < written < 100
+    on_disk = sum(p.stat().st_size for p in (small_disk / "spool").glob("*.seg"))
+    assert on_disk == spool.bytes  # the failed record left nothing behind
+    # A restart on the still-full disk opens cleanly and finds exactly what was durable.
+    spool.close()
+    again = Spool(small_disk / "spool", max_bytes=1 << 30)
+    again.open()
+    assert again.batches == written
+    with pytest.raises(SpoolFullError):
+        again.append(big(999_000))
+    filler.unlink()  # space returns
+    again.append(big(999_000))
+    assert again.batches == written + 1
+    seen = []
+    while (found := again.oldest()) is not None:
+        seen += [int(b.ts_ms[0]) for b in found[1]]
+        again.drop(found[0])
+    assert seen == [i * 1000 for i in range(written)] + [999_000]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from ecocluster.cli import app
 from ecocluster.core.registry import Cluster
 from ecocluster.ingest.stores.duckdb import DuckDBStore
-from ecocluster.rules.backtest import run_backtest
+from ecocluster.rules.backtest import SpanError, run_backtest
 from tests.rules.conftest import MIN, T0, batch
 from tests.services import InfluxServer
 
@@ -83,6 +87,21 @@ async def test_backtest_rejects_an_empty_range(make_cluster: Callable[..., Clust
         await run_backtest(make_cluster([HOT]), None, T0, T0)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("tick_ms", "span_ms", "message"),
+    [
+        (1, 86_400_000, "must be at least 1s"),  # 1 ms over a day once took 1.5 GB
+        (1_000, 3000 * 86_400_000, "use --tick 2m10s or more"),
+    ],
+)
+async def test_backtest_bounds_the_number_of_ticks(
+    make_cluster: Callable[..., Cluster], tick_ms: int, span_ms: int, message: str
+) -> None:
+    with pytest.raises(SpanError, match=message) as info:
+        await run_backtest(make_cluster([HOT]), None, T0, T0 + span_ms, tick_ms=tick_ms)  # type: ignore[arg-type]
+    assert info.value.option == "--tick"
+
+
 def test_cli_backtest_prints_what_would_have_fired(
     tmp_path: Path, make_cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,8 +142,82 @@ def test_cli_backtest_names_an_unknown_rule(
         app,
         ["rules", "backtest", "--config", str(cluster.source), "--from", "1d", "--rule", "nope"],
     )
-    assert out.exit_code != 0
-    assert "unknown rule 'nope' (known: hot)" in out.output
+    assert out.exit_code == 2
+    assert out.stderr == "--rule: unknown rule 'nope' (known: hot)\n"
+
+
+def _backtest_cli(tmp_path: Path, cluster: Cluster, *extra: str) -> Result:
+    start = datetime.fromtimestamp(T0 / 1000, UTC).isoformat()
+    end = datetime.fromtimestamp((T0 + 60 * MIN) / 1000, UTC).isoformat()
+    args = ["rules", "backtest", "--config", str(cluster.source), "--from", start, "--to", end]
+    return CliRunner().invoke(app, [*args, *extra])
+
+
+@pytest.fixture
+def two_episodes(
+    tmp_path: Path, make_cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch
+) -> Cluster:
+    import asyncio
+
+    cluster = make_cluster([HOT, {**WET, "scope": "site", "severity": "critical"}])
+    asyncio.run(_store_and_close(tmp_path, cluster))
+    monkeypatch.setenv("ECOCLUSTER_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ECOCLUSTER_INFLUX_URL", raising=False)
+    return cluster
+
+
+def test_cli_backtest_writes_one_json_episode_per_line(
+    tmp_path: Path, two_episodes: Cluster
+) -> None:
+    out = _backtest_cli(tmp_path, two_episodes, "--format", "jsonl")
+    assert out.exit_code == 0, out.output
+    episodes = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert episodes == [
+        {
+            "rule": "hot",
+            "severity": "warning",
+            "labels": {
+                "org": "o1",
+                "site": "s1",
+                "meter": "m1",
+                "quantity": "power_w",
+                "category": "hotel",
+            },
+            "fired_ms": T0 + 13 * MIN,
+            "resolved_ms": T0 + 21 * MIN,
+        },
+        {
+            "rule": "wet",
+            "severity": "critical",
+            "labels": {"org": "o2", "site": "s3", "quantity": "flow_lpm", "category": "town_hall"},
+            "fired_ms": T0 + 31 * MIN,
+            "resolved_ms": None,  # still firing at the end
+        },
+    ]
+    assert "2 episodes" in out.stderr
+
+
+def test_cli_backtest_writes_csv_with_one_column_per_label(
+    tmp_path: Path, two_episodes: Cluster
+) -> None:
+    out = _backtest_cli(tmp_path, two_episodes, "--format", "csv")
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert list(rows[0]) == [
+        "rule", "severity", "org", "site", "meter", "quantity", "category", "fired_ms",
+        "resolved_ms",
+    ]  # fmt: skip
+    assert [(r["rule"], r["meter"], r["site"], r["resolved_ms"]) for r in rows] == [
+        ("hot", "m1", "s1", str(T0 + 21 * MIN)),
+        ("wet", "", "s3", ""),  # a site-scope target has no meter; still firing: empty
+    ]
+    assert int(rows[1]["fired_ms"]) == T0 + 31 * MIN
+
+
+def test_cli_backtest_table_stays_the_default(tmp_path: Path, two_episodes: Cluster) -> None:
+    out = _backtest_cli(tmp_path, two_episodes)
+    assert out.exit_code == 0, out.output
+    assert "What would have fired (2 episodes)" in out.stdout
 
 
 async def _store_and_close(tmp_path: Path, cluster: Cluster) -> None:

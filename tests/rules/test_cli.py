@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import typer
 
 from ecocluster.rules.cli import parse_time
 
@@ -31,5 +30,12 @@ def test_a_duration_counts_back_from_the_end() -> None:
 
 
 def test_nonsense_is_a_clear_error() -> None:
-    with pytest.raises(typer.BadParameter, match="use an ISO date/time"):
+    with pytest.raises(ValueError, match="use an ISO date/time"):
         parse_time("yesterday-ish", ROME, now=NOW)
+
+
+def test_an_absurd_duration_says_it_is_out_of_range() -> None:
+    with pytest.raises(ValueError, match="'999999d' is out of range"):
+        parse_time("999999d", ROME, now=NOW)
+    with pytest.raises(ValueError, match="before the year 1"):
+        parse_time("3000d", ROME, now=datetime(1, 6, 1, tzinfo=UTC))

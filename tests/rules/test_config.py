@@ -50,3 +50,22 @@ def test_no_windows_means_always_active() -> None:
 def test_bad_day_names_are_refused() -> None:
     with pytest.raises(ValidationError, match="days"):
         ActiveWindow.model_validate({"days": ["monday"]})
+
+
+def test_the_kernel_knows_exactly_the_rule_types_the_catalog_has() -> None:
+    from ecocluster.core.cluster import RULE_TYPES
+    from ecocluster.rules.catalog import KERNELS
+
+    tags = {model.model_fields["type"].annotation.__args__[0] for model in KERNELS}
+    assert tags == set(RULE_TYPES)
+
+
+def test_rule_base_extends_the_one_declared_rule_spec() -> None:
+    from ecocluster.core.cluster import RuleSpec
+    from ecocluster.rules.config import RuleBase
+
+    assert issubclass(RuleBase, RuleSpec)
+    declared_here = set(RuleBase.model_fields) - set(RuleSpec.model_fields)
+    assert declared_here == {"keep_firing_for", "active", "flapping"}
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        RuleBase.model_validate({"name": "r", "type": "threshold", "colour": "red"})

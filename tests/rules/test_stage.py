@@ -166,3 +166,40 @@ async def test_firing_state_survives_a_restart_through_the_snapshot(tmp_path: Pa
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (t.state, t.since_ms, t.at_ms) == ("firing", T0 + MIN, T0 + 11 * MIN)
+
+
+async def test_a_for_zero_breach_is_a_transition_as_its_reading_arrives(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """Issue 11 item 10: with default settings (tick every `rules_tick_s`, 10 s) a `for: 0`
+    threshold breach does not wait for the tick; a `for: 1m` one still does."""
+    import time
+
+    from ecocluster.core.settings import Settings
+    from ecocluster.core.types import ReadingBatch
+
+    queue: asyncio.Queue[Transition] = asyncio.Queue()
+    rules = [
+        {"name": "hot", "type": "threshold", "quantity": "power_w", "above": 900},
+        {"name": "slow", "type": "threshold", "quantity": "power_w", "above": 900, "for": "1m"},
+    ]
+    stage = RulesStage(
+        make_cluster(rules), sinks=[QueueSink(queue)], tick_s=Settings().rules_tick_s
+    )
+    assert stage.tick_s >= 5  # the default tick is far slower than what is asserted below
+    ready = asyncio.Event()
+    task = asyncio.create_task(stage.run(ready))
+    await ready.wait()
+    await asyncio.sleep(0.05)  # the first tick has run: the next one is ~10 s away
+    now = time.time_ns() // 1_000_000
+    reading: ReadingBatch = batch(stage.engine.cluster, [(0, now, 1500.0)])
+    t0 = time.perf_counter()
+    await stage.on_readings(reading)
+    t = await asyncio.wait_for(queue.get(), timeout=0.5)
+    latency = time.perf_counter() - t0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (t.rule, t.state, t.value, t.labels["site"]) == ("hot", "firing", 1500.0, "s1")
+    assert latency < 0.2
+    assert queue.empty()  # `slow` is pending (no transition is sent for pending)

@@ -59,12 +59,12 @@ def test_long_windows_come_from_the_coarse_ring_after_sealing() -> None:
 
 def test_completed_coarse_buckets_teach_the_baseline() -> None:
     w = HotWindow(2, UTC)
-    scatter(w, [(0, T0 + m * M, 10.0 + m % 2) for m in range(60)])  # hour 0: mean 10.5 per quarter
+    scatter(w, [(0, T0 + m * M, 10.0 + m % 2) for m in range(60)])  # 10, 11, 10, …
     scatter(w, [(1, T0 + 3 * 3_600_000, 1.0)])  # time moves on: the first hour completes
-    how = (np.datetime64(T0, "ms").astype(object).weekday()) * 24 + (T0 // 3_600_000) % 24
-    assert w.baseline.n[0, how] == 4
-    assert w.baseline.mean[0, how] == np.float32(10.5)
-    assert w.baseline.n[1].sum() == 0
+    first = w.calendar.slot(T0)  # one slot per quarter hour: four slots, one sample each
+    assert w.baseline.n[0, first : first + 4].tolist() == [1, 1, 1, 1]
+    assert w.baseline.level[0, first] == np.float32(157 / 15)  # 8 × 10 + 7 × 11
+    assert w.baseline.n[1].sum() == 0 and w.baseline.first_ms[0] == T0
 
 
 def test_reporting_interval_is_learned_and_drives_coverage() -> None:
@@ -82,7 +82,7 @@ def test_grow_keeps_old_rows_and_memory_per_series_is_bounded() -> None:
     scatter(w, [(1, T0, 4.0)])
     w.grow(5)
     assert w.n_series == 5 and w.last_value[1] == 4.0 and np.isnan(w.last_value[4])
-    assert w.fine.count.shape == (64, 5) and w.baseline.mean.shape == (5, 168)
+    assert w.fine.count.shape == (64, 5) and w.baseline.level.shape == (5, 288)
     assert w.bytes_per_series() <= 8 * 1024
 
 

@@ -139,6 +139,7 @@ def test_anomaly_waits_for_history_then_flags_a_departure(
             "z": 4,
             "window": "15m",
             "min_history": "7d",
+            "min_effect": 100,  # the default for power is 500 W
             "match": {"site": "s1"},
         }
     )

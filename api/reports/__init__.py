@@ -1,0 +1,2 @@
+"""Reports for coordinators: air-quality compliance (JSON, CSV) and territory indicators
+(JSON, CSV, the printable annual statement). Routers, mounted by `create_app`."""
