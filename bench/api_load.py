@@ -1,12 +1,12 @@
-"""API latency under load: 10,000 meters in the hot window, an open-loop asyncio httpx
-load on loopback at a fixed request rate, p50/p99 per endpoint as ratios to a trivial
+"""API latency under load: 10,000 meters in the hot window, an open-loop asyncio load on
+loopback at a fixed request rate, p50/p99 per endpoint as ratios to a trivial
 endpoint of the same app measured in the same run.
 
 The server (the real `ApiStage`: uvicorn, the app, the rule engine's hot window, a DuckDB
 store with 24 h of 1-minute readings for one organisation's sites) runs in its own process;
-this process only sends, over its own keep-alive HTTP/1.1 connections. Requests go out on a fixed schedule (open loop: a slow answer does
-not delay the next request, so queueing shows in the figures), interleaved by `--mix`
-(default 9:9:1:1 of every 20 requests) over:
+this process only sends, over its own keep-alive HTTP/1.1 connections. Requests go out on a
+fixed schedule (open loop: a slow answer does not delay the next request, so queueing shows
+in the figures), interleaved by `--mix` (default 9:9:1:1 of every 20 requests) over:
 
   trivial    GET /api/v1/me                      token check + a constant body
   live       GET /api/v1/live?site=…             a facility manager's site: newest readings,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -149,7 +150,12 @@ async def run_demo(
         try:
             state = await _wait_ready(node, ready)
             if on_ready is not None:
-                on_ready(DemoReady(broker.description, notifications.path))
+                url = node_settings.public_base_url
+                on_ready(
+                    DemoReady(
+                        broker.description, notifications.path, f"{url}/dashboard", _tokens(state)
+                    )
+                )
             if state.alerts is not None and on_alert is not None:
                 console = asyncio.create_task(_show_alerts(state.alerts, on_alert))
             simulation.start()
@@ -167,6 +173,9 @@ async def run_demo(
             node_stop.set()
             await node
             await asyncio.to_thread(simulation.join, 10)
+    if state is not None:  # counted once the node has stopped: its last flush included
+        summary.readings_stored = state.stages["ingest"].accepted  # type: ignore[attr-defined]
+        summary.rejected_by_reason = _rejections(state.metrics)
     summary.wall_s = time.monotonic() - started
     summary.messages_sent = simulation.stats.messages
     summary.faults_injected = simulation.stats.faults
@@ -174,8 +183,13 @@ async def run_demo(
 
 
 def _node_settings(settings: Settings, options: DemoOptions, broker: BrokerChoice) -> Settings:
+    api_port = _free_port()
     return settings.model_copy(
         update={
+            "api_host": "127.0.0.1",
+            "api_port": api_port,
+            # ack links in notifications point at this demo's API
+            "public_base_url": f"http://127.0.0.1:{api_port}",
             "mqtt_url": SecretStr(broker.url),
             "mqtt_protocol": broker.protocol,
             "mqtt_client_id": "ecocluster-demo",
@@ -184,6 +198,35 @@ def _node_settings(settings: Settings, options: DemoOptions, broker: BrokerChoic
             "data_dir": options.data_dir,
         }
     )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tokens(state: NodeState) -> dict[str, str]:
+    """One ready-to-click dashboard link per role, each with a fresh token held by a
+    contact of the example territory who has that role (so acks are in their scope)."""
+    if state.api is None:
+        return {}
+    base = state.settings.public_base_url
+    store = state.api.token_store
+    by_role = {role: c for c in reversed(state.cluster.contacts) for role in c.roles}
+    grants: list[tuple[str, str | None, str | None]] = [
+        ("coordinator", None, getattr(by_role.get("cluster_coordinator"), "id", None)),
+        ("viewer", None, None),
+    ]
+    for role in ("facility_manager", "emergency_coordinator"):
+        holder = by_role.get(role)
+        if holder is not None:
+            grants.append((role, holder.org, holder.id))
+    links = {}
+    for role, org, contact in grants:
+        issued = store.create(role=role, org=org, name=f"demo {role}", contact=contact)
+        links[role] = f"{base}/dashboard#token={issued.token}"
+    return links
 
 
 def _simulation(
@@ -211,17 +254,30 @@ def _simulation(
     )
 
 
+#: Fault kinds a rule sees within minutes (a leak needs a night): the demo's lead-in puts
+#: the first of these a few simulated minutes into the run.
+_QUICK_KINDS = frozenset({"dropout", "overload", "burst", "spike", "air_episode", "stuck"})
+
+
 def with_lead_in(scenario: Scenario, lead_in: timedelta) -> Scenario:
-    """The scenario with its relative fault times moved earlier by one amount, so the first
-    fault starts `lead_in` into the run (the order and spacing of the faults are kept)."""
-    offsets = [f.at for f in scenario.faults if isinstance(f.at, timedelta)]
-    if not offsets or min(offsets) <= lead_in:
+    """The scenario moved earlier so that its first quickly visible fault starts `lead_in`
+    into the run; the spacing of the faults is kept, and a fault that would now start before
+    the run starts with it (what is left of it)."""
+    relative = [f for f in scenario.faults if isinstance(f.at, timedelta)]
+    quick = [f.at for f in relative if f.kind in _QUICK_KINDS] or [f.at for f in relative]
+    if not quick or min(quick) <= lead_in:  # type: ignore[type-var]
         return scenario
-    shift = min(offsets) - lead_in
-    faults = [
-        f.model_copy(update={"at": f.at - shift}) if isinstance(f.at, timedelta) else f
-        for f in scenario.faults
-    ]
+    shift: timedelta = min(quick) - lead_in  # type: ignore[operator]
+    faults = []
+    for fault in scenario.faults:
+        if not isinstance(fault.at, timedelta):
+            faults.append(fault)
+            continue
+        at, end = fault.at - shift, fault.at + fault.duration - shift
+        if end <= timedelta(0):
+            continue  # over before the run starts
+        start = max(at, timedelta(0))
+        faults.append(fault.model_copy(update={"at": start, "duration": end - start}))
     duration = scenario.duration - shift if scenario.duration is not None else None
     return scenario.model_copy(update={"faults": faults, "duration": duration})
 
@@ -277,9 +333,6 @@ async def _show_alerts(service: AlertService, show: Callable[[AlertRecord], None
 
 
 async def _summarise(summary: DemoSummary, state: NodeState, extra: tuple[str, ...]) -> None:
-    ingest: IngestStage = state.stages["ingest"]  # type: ignore[assignment]
-    summary.readings_stored = ingest.accepted
-    summary.rejected_by_reason = _rejections(state.metrics)
     if state.alerts is None:
         return
     alerts = await state.alerts.list_alerts(limit=100_000)

@@ -35,6 +35,7 @@ from ecocluster.stages import Stage, StageSpec, plan
 
 if TYPE_CHECKING:
     from ecocluster.alerts.service import AlertService
+    from ecocluster.api.deps import ApiDeps
     from ecocluster.ingest.stores import Store
     from ecocluster.rules.engine import RuleEngine
 
@@ -119,6 +120,8 @@ class NodeState:
     engine: RuleEngine | None = None
     #: The alert service (the API's alert port), once the alert stage runs.
     alerts: AlertService | None = None
+    #: What the API serves from (its token store, its URL once listening).
+    api: ApiDeps | None = None
     stages: dict[str, Stage] = field(default_factory=dict)
 
 

@@ -98,10 +98,40 @@ async def _build_alerts(state: NodeState, stack: contextlib.AsyncExitStack) -> S
     )
 
 
+async def _build_api(state: NodeState, stack: contextlib.AsyncExitStack) -> Stage:
+    """Reads everything: the rules' hot window as its live view (or, alone, the store plus
+    its own MQTT subscription), the alert service, the node's metrics registry."""
+    from ecocluster.api import ApiDeps, ApiStage, EventHub, HotWindowLive, ReadingFeed
+    from ecocluster.api.alert_adapter import ServiceAlerts
+    from ecocluster.api.mqtt_live import MqttLive
+
+    hub = EventHub()
+    live: HotWindowLive | MqttLive
+    if state.engine is not None:
+        live = HotWindowLive(state.engine)
+        state.readings.add(ReadingFeed(hub, {s.id: s.org for s in state.cluster.sites}))
+    else:
+        live = MqttLive(state.cluster, state.settings, state.store, hub)
+    alerts = ServiceAlerts(state.alerts, state.settings) if state.alerts is not None else None
+    deps = ApiDeps(
+        cluster=state.cluster,
+        settings=state.settings,
+        store=state.store,
+        live=live,
+        alerts=alerts,
+        registries=[state.metrics],
+        hub=hub,
+        clock=state.clock,
+    )
+    state.api = deps
+    return ApiStage(deps)
+
+
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("ingest", _build_ingest, "MQTT → validate → store, acknowledged after durable"),
     StageSpec("rules", _build_rules, "hot window and rule engine → transitions"),
     StageSpec("alerts", _build_alerts, "transitions → alerts → routing → outbox → Apprise"),
+    StageSpec("api", _build_api, "FastAPI: registry, live, history, alerts, dashboard"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
 
