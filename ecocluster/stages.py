@@ -62,6 +62,7 @@ async def _build_ingest(state: NodeState, stack: contextlib.AsyncExitStack) -> S
         sinks=[state.readings],
         metrics=IngestMetrics(state.metrics),
         clock=state.clock,
+        close_store=False,  # shared: the node's lifespan closes it after every stage
     )
 
 

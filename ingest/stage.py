@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ecocluster.core.errors import FatalError
 from ecocluster.core.registry import Cluster
 from ecocluster.core.retry import Backoff
@@ -96,14 +98,15 @@ class IngestStage:
         sinks: Sequence[ReadingSink] = (),
         metrics: IngestMetrics | None = None,
         clock: Callable[[], int] | None = None,
+        close_store: bool = True,
     ) -> None:
         self.cluster, self.settings = cluster, settings
         #: Receipt time in epoch ms: wall time, or a simulation's clock (the demo), against
         #: which readings from the future or too old are refused.
         self.clock = clock or _wall_ms
         self.store = store if store is not None else make_store(settings)
-        #: A store handed in is shared (the node's lifespan closes it); our own we close.
-        self._owns_store = store is None
+        #: The node's lifespan closes a store it shares with other stages (`close_store=False`).
+        self._owns_store = close_store
         self.sinks = list(sinks)
         self.metrics = metrics or IngestMetrics()
         data = Path(settings.data_dir)
@@ -280,7 +283,11 @@ class IngestStage:
 
     async def _durable(self, work: _Work) -> None:
         if len(work.batch):
-            await self._make_durable(work.batch)
+            refused = await self._make_durable(work.batch)
+            if refused:  # what the store refused is dead-lettered, and not shown to the rules
+                keep = np.ones(len(work.batch), dtype=bool)
+                keep[refused] = False
+                work.batch = work.batch.take(keep)
         work.durable = True
         await self._write_statuses(work.statuses)
 
@@ -349,7 +356,8 @@ class IngestStage:
             self.statuses.forget(changes)
             _log.warning("device statuses not stored (%s)", exc)
 
-    async def _make_durable(self, batch: ReadingBatch) -> None:
+    async def _make_durable(self, batch: ReadingBatch) -> list[int]:
+        """Store `batch` (or spool it); returns the rows the store refused."""
         m = self.metrics
         if self.spool.empty:
             started = time.perf_counter()
@@ -359,7 +367,7 @@ class IngestStage:
                 self._dead_letter_rows(batch, exc)
                 m.batches.labels("partial").inc()
                 self._accept(len(batch) - len(exc.rejected_idx))
-                return
+                return list(exc.rejected_idx)
             except StoreUnavailable as exc:
                 if not self._store_down_logged:
                     _log.error(
@@ -372,7 +380,7 @@ class IngestStage:
                 m.write_seconds.observe(time.perf_counter() - started)
                 m.batches.labels("stored").inc()
                 self._accept(len(batch))
-                return
+                return []
         while True:
             try:
                 self.spool.append(batch)
@@ -390,13 +398,14 @@ class IngestStage:
                 await asyncio.sleep(0.5)
                 if self.spool.empty and await self._try_store(batch):
                     m.spool_full.set(0)
-                    return
+                    return []
         m.spool_full.set(0)
         m.batches.labels("spooled").inc()
         m.spool_bytes.set(self.spool.bytes)
         m.spool_batches.set(self.spool.batches)
         self._accept(len(batch))
         self._replay_needed.set()
+        return []
 
     async def _try_store(self, batch: ReadingBatch) -> bool:
         """While holding a batch the spool cannot take: is the store back?"""

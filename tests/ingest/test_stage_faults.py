@@ -16,6 +16,7 @@ import pytest
 
 from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
+from ecocluster.core.types import ReadingBatch
 from ecocluster.ingest.stage import IngestStage
 from ecocluster.ingest.stores.influx import InfluxStore
 from ecocluster.ingest.stores.memory import MemoryStore
@@ -162,7 +163,21 @@ async def test_points_the_store_drops_are_dead_lettered_and_counted_not_stored(
     influxd.create_database(influx_db)
     influxd.query(f'CREATE RETENTION POLICY "short" ON "{influx_db}" DURATION 1h REPLICATION 1')
     store = InfluxStore(influxd.url, influx_db, rp="short")
-    stage = IngestStage(small_cluster, ingest_settings, store=store)
+
+    class Seen:
+        """What the rules stage would receive after the store: only what was stored."""
+
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        async def on_readings(self, batch: ReadingBatch) -> None:
+            self.values.extend(batch.values.tolist())
+
+        async def on_status(self, status: object) -> None:
+            pass
+
+    seen = Seen()
+    stage = IngestStage(small_cluster, ingest_settings, store=store, sinks=[seen])
     now = now_ms()
     topic = f"{topic_prefix}/s1/em-01/data"
     recent = [
@@ -177,6 +192,7 @@ async def test_points_the_store_drops_are_dead_lettered_and_counted_not_stored(
         await wait_until(lambda: stage.accepted >= 10)
         await asyncio.sleep(0.2)
     assert stage.accepted == 10  # the dropped ten were never counted as stored
+    assert seen.values == [1.0] * 10  # nor handed to the rules
     rejected = "ecocluster_ingest_readings_rejected_total"
     assert stage.metrics.value(rejected, reason="store_rejected") == 10
     entries = [e for e in stage.dead_letters.entries() if e["reason"] == "store_rejected"]
