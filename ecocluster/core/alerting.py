@@ -22,11 +22,9 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -35,6 +33,7 @@ from pydantic import (
 )
 
 from ecocluster.core.durations import Duration
+from ecocluster.core.schema import Strict, TimeZoneName, unique
 from ecocluster.core.types import ID_PATTERN, MATCH_LABELS, Role
 
 __all__ = [
@@ -74,32 +73,8 @@ MONTHS = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, str_strip_whitespace=True, populate_by_name=True
-    )
-
-
-def _unique(values: list[Any]) -> list[Any]:
-    seen: set[Any] = set()
-    for value in values:
-        if value in seen:
-            raise ValueError(f"{value!r} is listed twice")
-        seen.add(value)
-    return values
-
-
-def _timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (use an IANA name, e.g. Europe/Rome)"
-        ) from None
-    return name
-
-
-TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+class _Strict(Strict):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 # -- matchers -------------------------------------------------------------------------------
@@ -217,7 +192,7 @@ class Contact(_Strict):
     id: Id
     name: str = Field(min_length=1)
     org: Id
-    roles: Annotated[list[Role], Field(min_length=1), AfterValidator(_unique)]
+    roles: Annotated[list[Role], Field(min_length=1), AfterValidator(unique)]
     #: Apprise URLs, tried in order (the next on failure): they embed credentials, so they
     #: are secrets, never logged or returned.
     notify: list[SecretStr] = Field(default_factory=list)
@@ -341,7 +316,7 @@ class Route(_Strict):
     @classmethod
     def _group_by(cls, value: list[str] | None) -> list[str] | None:
         if value is not None:
-            _unique(value)
+            unique(value)
             if "..." in value and len(value) > 1:
                 raise ValueError("'...' (group by every label) must be alone")
         return value

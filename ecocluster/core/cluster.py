@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -28,6 +27,7 @@ from ecocluster.core.alerting import (  # noqa: F401 (the alerting sections live
     TimeInterval,
 )
 from ecocluster.core.durations import Duration
+from ecocluster.core.schema import Strict, unique, valid_timezone
 from ecocluster.core.types import ID_PATTERN, Quantity, Severity, SiteCategory
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
@@ -44,37 +44,14 @@ RULE_TYPES = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-def _unique(values: list[Any]) -> list[Any]:
-    seen: set[Any] = set()
-    for value in values:
-        if value in seen:
-            raise ValueError(f"{value!r} is listed twice")
-        seen.add(value)
-    return values
-
-
-def _valid_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (use an IANA name, e.g. Europe/Rome)"
-        ) from None
-    return name
-
-
-class ComplianceSpec(_Strict):
+class ComplianceSpec(Strict):
     """Which regulatory pack a station's air data are assessed against (issue 13):
     set on the territory, overridable per site and per meter."""
 
     pack: Literal["eu2008", "eu2030", "who2021"] = "eu2008"
 
 
-class EmissionFactorSpec(_Strict):
+class EmissionFactorSpec(Strict):
     """kg CO2e per unit of a register quantity (kWh, m³), with its year and source."""
 
     kg_per_unit: float = Field(ge=0)
@@ -86,10 +63,10 @@ class EmissionFactorSpec(_Strict):
 Attributes = dict[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")], Annotated[float, Field(gt=0)]]
 
 
-class Territory(_Strict):
+class Territory(Strict):
     id: Id
     name: str = Field(min_length=1)
-    timezone: Annotated[str, AfterValidator(_valid_timezone)] = "Europe/Rome"
+    timezone: Annotated[str, AfterValidator(valid_timezone)] = "Europe/Rome"
     compliance: ComplianceSpec | None = None
     #: Per register quantity (energy_kwh, water_m3); unset: no CO2e for that quantity.
     emission_factors: dict[Literal["energy_kwh", "water_m3"], EmissionFactorSpec] = Field(
@@ -97,7 +74,7 @@ class Territory(_Strict):
     )
 
 
-class Organisation(_Strict):
+class Organisation(Strict):
     id: Id
     name: str = Field(min_length=1)
     kind: Literal["public", "private", "nonprofit"]
@@ -105,7 +82,7 @@ class Organisation(_Strict):
     attributes: Attributes = Field(default_factory=dict)
 
 
-class Site(_Strict):
+class Site(Strict):
     id: Id
     org: Id
     name: str = Field(min_length=1)
@@ -119,10 +96,10 @@ class Site(_Strict):
     attributes: Attributes = Field(default_factory=dict)
 
 
-class Meter(_Strict):
+class Meter(Strict):
     id: Id
     site: Id
-    quantities: Annotated[list[Quantity], Field(min_length=1), AfterValidator(_unique)]
+    quantities: Annotated[list[Quantity], Field(min_length=1), AfterValidator(unique)]
     name: str | None = None
     #: How often the device reports; absence rules default to a multiple of it.
     interval: Duration | None = None
