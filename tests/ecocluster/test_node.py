@@ -185,6 +185,7 @@ routes:
         {
             "mqtt_url": mosquitto.url,
             "mqtt_client_id": f"full-{topic_prefix}",
+            "api_port": 0,
             "topic_prefix": topic_prefix,
             "data_dir": str(tmp_path / "data"),
             "ingest_flush_ms": 50,
@@ -213,7 +214,7 @@ routes:
     text = f"{body.get('title', '')} {body.get('message', '')}"
     assert "s1" in text or "Hotel" in text, text
     (state,) = states
-    assert set(state.stages) == {"ingest", "rules", "alerts"}
+    assert set(state.stages) == {"ingest", "rules", "alerts", "api"}
     assert state.alerts is not None and state.alerts in state.transitions.sinks
 
 
@@ -226,6 +227,7 @@ def _spawn_run(cluster_path: Path, tmp_path: Path, url: str, prefix: str) -> sub
         "ECOCLUSTER_DATA_DIR": str(tmp_path / "data"),
         "ECOCLUSTER_INGEST_FLUSH_MS": "50",
         "ECOCLUSTER_LOG_LEVEL": "INFO",
+        "ECOCLUSTER_API_PORT": "0",
     }
     return subprocess.Popen(
         # ingest and rules only: the transitions go out on `_alerts` where the test sees them
