@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,20 +31,15 @@ from ecocluster.alerts.context import Context, audit
 from ecocluster.alerts.records import AlertRecord
 from ecocluster.alerts.store import schema as t
 from ecocluster.alerts.store.db import AlertDatabase
+from ecocluster.core.retry import Backoff
 
-__all__ = ["Dispatcher", "backoff_ms", "enqueue"]
+__all__ = ["Dispatcher", "enqueue"]
 
 _log = logging.getLogger(__name__)
 _WINDOW_MS = 60_000
 #: Folded notifications are summarised at the end of 5-second slots: at most 12 summaries
 #: a minute per contact, and a storm's backlog is told within seconds, not a minute.
 _SUMMARY_DELAY_MS = 5_000
-
-
-def backoff_ms(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> int:
-    """Full jitter: uniform in [base·2^(n-1)/2, base·2^(n-1)], capped (AWS's backoff note)."""
-    ceiling = min(max_s, base_s * 2 ** max(attempt - 1, 0))
-    return int((rng or random).uniform(ceiling / 2, ceiling) * 1000)
 
 
 def enqueue(
@@ -419,7 +413,10 @@ class Dispatcher:
             if job.attempts < s.alert_channel_attempts:
                 event, wait = (
                     "retried",
-                    backoff_ms(job.attempts, s.alert_retry_base_s, s.alert_retry_max_s),
+                    int(
+                        Backoff(s.alert_retry_base_s, s.alert_retry_max_s).delay(job.attempts - 1)
+                        * 1000
+                    ),
                 )
                 values |= {"status": "pending", "next_ms": now_ms + wait}
             elif job.channel + 1 < len(contact.notify):

@@ -46,8 +46,14 @@ class Backoff:
         return min(self.initial_s * self.factor ** min(self.attempts, 64), self.max_s)
 
     def next_delay(self) -> float:
-        ceiling = self.peek()
+        delay = self.delay(self.attempts)
         self.attempts += 1
+        return delay
+
+    def delay(self, attempt: int) -> float:
+        """The delay before retry number `attempt` (0 first), for callers that keep the count
+        themselves (the alert outbox keeps it in its database row)."""
+        ceiling = min(self.initial_s * self.factor ** min(max(attempt, 0), 64), self.max_s)
         return ceiling * (1 - self.jitter * self._rng.random())
 
     def reset(self) -> None:
