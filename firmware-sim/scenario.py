@@ -121,7 +121,8 @@ def resolve_faults(scenario: Scenario, plan: SimPlan, start_ms: int) -> list[Fau
     for n, spec in enumerate(scenario.faults):
         wanted = spec.quantity
         pool: list[int] = []
-        candidates: list[str | None] = [wanted] if wanted else list(DEFAULT_QUANTITY.get(spec.kind) or [None])
+        defaults = list(DEFAULT_QUANTITY.get(spec.kind) or [None])
+        candidates: list[str | None] = [wanted] if wanted else defaults
         for q in candidates:
             pool = _candidates(plan, spec, q)
             if pool:

@@ -27,7 +27,13 @@ __all__ = ["KERNELS", "AnyRule", "compile_rules", "parse_rule", "parse_rules"]
 
 AnyRule = Annotated[
     Union[  # noqa: UP007 - a discriminated union reads best spelled out
-        ThresholdRule, RateRule, AbsenceRule, StuckRule, NightFlowRule, BurstRule, AnomalyRule,
+        ThresholdRule,
+        RateRule,
+        AbsenceRule,
+        StuckRule,
+        NightFlowRule,
+        BurstRule,
+        AnomalyRule,
         ComplianceRule,
     ],
     Field(discriminator="type"),

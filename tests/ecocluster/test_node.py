@@ -240,7 +240,7 @@ def _spawn_run(cluster_path: Path, tmp_path: Path, url: str, prefix: str) -> sub
             str(cluster_path),
             "--only",
             "ingest,rules",
-        ],  # fmt: skip
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -333,7 +333,10 @@ async def test_status_messages_are_recorded_over_mqtt_311(
             publisher.publish,
             [
                 (f"{topic_prefix}/s2/aq-01/status", json.dumps({"status": "offline"}).encode()),
-                (f"{topic_prefix}/s2/aq-01/data", orjson.dumps({"ts": now_ms(), "m": {"temp_c": 3.5}})),
+                (
+                    f"{topic_prefix}/s2/aq-01/data",
+                    orjson.dumps({"ts": now_ms(), "m": {"temp_c": 3.5}}),
+                ),
             ],
         )
         await wait_until(lambda: len(sink.statuses) >= 2 and stage.accepted >= 1, 10)
