@@ -13,7 +13,7 @@ Acknowledged, silenced and inhibited alerts are left out of repeats and escalati
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
@@ -240,7 +240,7 @@ def _fire_fresh(
 
 
 def _audit_row(
-    alert_id: int, at_ms: int, event: str, detail: dict[str, object]
+    alert_id: int, at_ms: int, event: str, detail: Mapping[str, object]
 ) -> dict[str, object]:
     return {
         "alert_id": alert_id,

@@ -34,7 +34,9 @@ class StageState(Enum):
     CLOSED = "closed"
 
 
-class _Server(uvicorn.Server):
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a running loop whose owner handles SIGINT/SIGTERM (the node, the demo)."""
+
     def install_signal_handlers(self) -> None:  # the node owns the signals
         pass
 
@@ -60,7 +62,7 @@ class ApiStage:
         self.port = deps.settings.api_port if port is None else port
         self.shutdown_s = shutdown_s
         self.state = StageState.NEW
-        self._server: _Server | None = None
+        self._server: EmbeddedServer | None = None
 
     @property
     def url(self) -> str:
@@ -80,7 +82,7 @@ class ApiStage:
             timeout_graceful_shutdown=max(1, round(self.shutdown_s)),
             proxy_headers=False,
         )
-        server = self._server = _Server(config)
+        server = self._server = EmbeddedServer(config)
         serving = asyncio.create_task(server.serve(), name="api.uvicorn")
         feeding = await self._start_live_feed()
         try:

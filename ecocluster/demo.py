@@ -263,11 +263,11 @@ def with_lead_in(scenario: Scenario, lead_in: timedelta) -> Scenario:
     """The scenario moved earlier so that its first quickly visible fault starts `lead_in`
     into the run; the spacing of the faults is kept, and a fault that would now start before
     the run starts with it (what is left of it)."""
-    relative = [f for f in scenario.faults if isinstance(f.at, timedelta)]
-    quick = [f.at for f in relative if f.kind in _QUICK_KINDS] or [f.at for f in relative]
-    if not quick or min(quick) <= lead_in:  # type: ignore[type-var]
+    relative = [(f.kind, f.at) for f in scenario.faults if isinstance(f.at, timedelta)]
+    quick = [at for kind, at in relative if kind in _QUICK_KINDS] or [at for _, at in relative]
+    if not quick or min(quick) <= lead_in:
         return scenario
-    shift: timedelta = min(quick) - lead_in  # type: ignore[operator]
+    shift = min(quick) - lead_in
     faults = []
     for fault in scenario.faults:
         if not isinstance(fault.at, timedelta):

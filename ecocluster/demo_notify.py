@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from ecocluster.api.stage import EmbeddedServer
 from ecocluster.core.registry import Cluster
 
 __all__ = ["LocalNotificationLog", "with_demo_channels"]
@@ -47,8 +48,7 @@ class LocalNotificationLog:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = EmbeddedServer(config)  # the demo owns Ctrl-C
 
     def url_for(self, contact: str) -> str:
         return f"json://127.0.0.1:{self.port}/{contact}"

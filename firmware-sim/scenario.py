@@ -121,7 +121,7 @@ def resolve_faults(scenario: Scenario, plan: SimPlan, start_ms: int) -> list[Fau
     for n, spec in enumerate(scenario.faults):
         wanted = spec.quantity
         pool: list[int] = []
-        defaults = list(DEFAULT_QUANTITY.get(spec.kind) or [None])
+        defaults: list[str | None] = [*DEFAULT_QUANTITY.get(spec.kind, [])] or [None]
         candidates: list[str | None] = [wanted] if wanted else defaults
         for q in candidates:
             pool = _candidates(plan, spec, q)

@@ -189,7 +189,7 @@ def prepare(
     for i, m in enumerate(messages):
         try:
             route = route_of(m.topic)
-            if type(route) is PayloadError:
+            if isinstance(route, PayloadError):
                 kinds["invalid"] += 1
                 cols.reject(i, route.reason, route.message)
                 continue
