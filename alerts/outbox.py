@@ -186,6 +186,12 @@ class Dispatcher:
         timeout = self.ctx.settings.alert_send_timeout_s
 
         async def one(job: _Job) -> tuple[_Job, bool, str | None]:
+            # A worker sends and records one row before its next send: a crash can then
+            # re-send at most the rows in flight, one per worker.
+            async with self._sem:
+                return await send_and_record(job)
+
+        async def send_and_record(job: _Job) -> tuple[_Job, bool, str | None]:
             url = self.ctx.cluster.contact_by_id[job.contact_id].notify[job.channel]
             secret = url.get_secret_value()
             try:

@@ -6,39 +6,18 @@ A missing binary fails the suite with the command to install it; nothing silentl
 from __future__ import annotations
 
 import os
-import sys
 
-
-def _prefer_the_installed_package() -> None:
-    """Tests run against the installed `ecocluster`, never the source folder of the same name.
-
-    The repository root is on sys.path (pytest's rootdir, `python -m`'s cwd) so that `tests`
-    imports; but there `ecocluster/` is only the composition folder: `ecocluster.ingest` and
-    the other stages are mapped in from sibling folders at install time (pyproject
-    `package-dir`). Moving the root to the end lets site-packages (or an editable install's
-    finder) answer `import ecocluster` first while `tests` still resolves.
-    """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    mine = [p for p in sys.path if os.path.abspath(p or os.curdir) == root]
-    for p in mine:
-        sys.path.remove(p)
-    sys.path.extend(mine)
-    for name in [m for m in sys.modules if m == "ecocluster" or m.startswith("ecocluster.")]:
-        del sys.modules[name]
-
-
-_prefer_the_installed_package()
 # The same for every `python -m ecocluster …` a test starts: do not put its cwd on sys.path.
 os.environ["PYTHONSAFEPATH"] = "1"
 
-import itertools  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.services import (  # noqa: E402
+from tests.services import (
     HttpReceiver,
     InfluxServer,
     MissingBinaryError,
@@ -48,7 +27,23 @@ from tests.services import (  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CLUSTER = REPO_ROOT / "deploy" / "cluster.example.yaml"
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """The project's shared public data sets (`../shared/data` beside the checkout; a CI
+    checkout elsewhere finds them with `ECOCLUSTER_SHARED_DATA` or at /work/shared/data)."""
+    candidates = [
+        Path(os.environ["ECOCLUSTER_SHARED_DATA"])
+        if "ECOCLUSTER_SHARED_DATA" in os.environ
+        else None,
+        REPO_ROOT.parent / "shared" / "data",
+        Path("/work/shared/data"),
+    ]
+    found = [c for c in candidates if c is not None and c.is_dir()]
+    return found[0] if found else REPO_ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 _counter = itertools.count()
 
 
