@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from ecocluster.core.holidays import ITALIAN_FIXED_HOLIDAYS, easter_sunday
 from ecocluster.core.types import BoolArray, FloatArray, IntArray
 
-__all__ = ["LocalTime", "easter", "local_time"]
+__all__ = ["LocalTime", "local_time"]
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
@@ -51,7 +52,7 @@ class LocalTime:
     def is_holiday(self) -> BoolArray:
         """Italian national holidays (fixed dates plus Easter Monday)."""
         md = self.month_day()
-        fixed = np.isin(md, (101, 106, 425, 501, 602, 815, 1101, 1208, 1225, 1226))
+        fixed = np.isin(md, _FIXED_MD)
         return fixed | np.isin(self.day, _easter_mondays(self.year))
 
     def between_dates(self, first_md: int, last_md: int) -> BoolArray:
@@ -60,6 +61,10 @@ class LocalTime:
         if first_md <= last_md:
             return (md >= first_md) & (md <= last_md)
         return (md >= first_md) | (md <= last_md)
+
+
+#: The fixed holidays as month × 100 + day, the form `is_holiday` compares.
+_FIXED_MD = tuple(m * 100 + d for m, d in ITALIAN_FIXED_HOLIDAYS)
 
 
 @lru_cache(maxsize=8)
@@ -97,25 +102,14 @@ def local_time(ts_ms: IntArray, zone: str) -> LocalTime:
     )
 
 
-def easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    ell = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * ell) // 451
-    month, day = divmod(h + ell - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
 def _easter_mondays(years: IntArray) -> IntArray:
     return np.array(
-        [(easter(int(y)) - date(1970, 1, 1)).days + 1 for y in np.unique(years)], np.int64
+        [(easter_sunday(int(y)) - date(1970, 1, 1)).days + 1 for y in np.unique(years)], np.int64
     )
 
 
 def easter_days(years: IntArray) -> IntArray:
     """Easter Sunday of each distinct year, as local days since 1970-01-01."""
-    return np.array([(easter(int(y)) - date(1970, 1, 1)).days for y in np.unique(years)], np.int64)
+    return np.array(
+        [(easter_sunday(int(y)) - date(1970, 1, 1)).days for y in np.unique(years)], np.int64
+    )

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from ecocluster.core.holidays import ITALIAN_FIXED_HOLIDAYS, easter_sunday
 from ecocluster.core.types import FloatArray, IntArray
 
 __all__ = [
@@ -49,24 +50,10 @@ _CLIP_FROM = 3
 #: MAD of a normal distribution is sqrt(2/pi) σ: divide by this to get σ units.
 MAD_TO_SIGMA = 1.2533
 _NEVER = np.iinfo(np.int64).max
-#: Italian national holidays (month, day); Easter Monday is computed.
-_IT_FIXED = ((1, 1), (1, 6), (4, 25), (5, 1), (6, 2), (8, 15), (11, 1), (12, 8), (12, 25), (12, 26))
+
 _IT_ZONES = frozenset({"Europe/Rome", "Europe/Vatican", "Europe/San_Marino"})
 #: Holidays kept where the territory's country is not known from its time zone.
 _COMMON_FIXED = ((1, 1), (12, 25))
-
-
-def easter_sunday(year: int) -> date:
-    """Gregorian Easter Sunday (the anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    ell = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * ell) // 451
-    month, day = divmod(h + ell - 7 * m + 114, 31)
-    return date(year, month, day + 1)
 
 
 class Calendar:
@@ -79,7 +66,7 @@ class Calendar:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         key = getattr(tz, "key", "") or ""
-        self._fixed = _IT_FIXED if key in _IT_ZONES else _COMMON_FIXED
+        self._fixed = ITALIAN_FIXED_HOLIDAYS if key in _IT_ZONES else _COMMON_FIXED
         self._easter_monday = key in _IT_ZONES
         self._day_type = lru_cache(maxsize=4096)(self._compute_day_type)
 
