@@ -63,7 +63,7 @@ def _detail_text(detail: Mapping[str, Any]) -> str | None:
 
 
 def _record(a: ServiceRecord, detail: AlertDetail | None = None) -> AlertRecord:
-    events = ()
+    events: tuple[AlertEvent, ...] = ()
     if detail is not None:
         events = tuple(
             AlertEvent(e.at_ms, e.event, e.actor, e.channel, _detail_text(e.detail))

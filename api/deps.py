@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
@@ -53,7 +54,8 @@ class ApiDeps:
 
     def __post_init__(self) -> None:
         if self.alerts is not None and not isinstance(self.alerts, GuardedAlerts):
-            self.alerts = GuardedAlerts(self.alerts)
+            # A dynamic proxy (`__getattr__`) that keeps the port's interface.
+            self.alerts = cast("AlertPort", GuardedAlerts(self.alerts))
         if self.tokens is None:
             self.tokens = TokenStore(Path(self.settings.data_dir) / TOKENS_FILE)
 

@@ -17,6 +17,7 @@ from ecocluster.api.alert_port import (
     AlertNotFound,
     AlertPort,
     AlertRecord,
+    AlertState,
     SilenceDraft,
     SilenceRecord,
     SilenceRejected,
@@ -76,7 +77,7 @@ async def _visible_alert(port: AlertPort, scope: Scope, alert_id: str) -> AlertR
 async def list_alerts(
     deps: Deps,
     caller: AlertCaller,
-    state: Annotated[str | None, Query(pattern="^(firing|resolved)$")] = None,
+    state: AlertState | None = None,
     severity: Severity | None = None,
     org: IdQuery = None,
     site: IdQuery = None,

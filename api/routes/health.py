@@ -68,10 +68,11 @@ async def _run(check: Callable[[], Awaitable[None]]) -> CheckOut:
 
 @router.get(
     "/health/ready",
+    response_model=HealthOut,
     summary="Broker, store and alert database reachable",
     responses={503: {"model": HealthOut, "description": "Some part is down (named)."}},
 )
-async def readiness(deps: Deps) -> HealthOut:
+async def readiness(deps: Deps) -> HealthOut | JSONResponse:
     checks = probes(deps)
     results = await asyncio.gather(*(_run(c) for c in checks.values()))
     named = dict(zip(checks, results, strict=True))

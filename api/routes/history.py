@@ -37,6 +37,9 @@ from ecocluster.api.tokens import Principal
 from ecocluster.core.types import CUMULATIVE_QUANTITIES, ID_PATTERN, Quantity, SeriesKey
 from ecocluster.ingest.stores.base import AggregateFn
 
+HistoryField = Literal["value", "delta"]
+HistoryGroup = Literal["series", "meter", "site", "org", "territory"]
+
 router = APIRouter(tags=["history"], responses=error_responses(401, 403, 404, 422, 429, 503))
 IdQuery = Annotated[str | None, Query(pattern=f"^{ID_PATTERN}$")]
 MAX_RANGE_MS: Final = 400 * 86_400_000
@@ -109,8 +112,8 @@ async def query_history(
     end: str,
     every: str | None,
     fn: AggregateFn,
-    field: str,
-    group: str,
+    field: HistoryField,
+    group: HistoryGroup,
     org: str | None,
     site: str | None,
     meter: str | None,
@@ -203,6 +206,7 @@ def _num(value: float | None) -> str:
 
 @router.get(
     "/history",
+    response_model=HistoryOut,
     summary="Readings over time, raw or aggregated, per series or summed",
     responses={200: {"content": {"text/csv": {"example": _CSV_EXAMPLE}}}},
 )
@@ -216,13 +220,13 @@ async def history(
     end: Annotated[str, Query(max_length=40)] = "now",
     every: Annotated[str | None, Query(max_length=20, examples=["1m", "15m", "1h"])] = None,
     fn: AggregateFn = "mean",
-    field: Literal["value", "delta"] = "value",
-    group: Literal["series", "meter", "site", "org", "territory"] = "series",
+    field: HistoryField = "value",
+    group: HistoryGroup = "series",
     org: IdQuery = None,
     site: IdQuery = None,
     meter: IdQuery = None,
     format: Literal["json", "csv"] = "json",
-) -> HistoryOut:
+) -> HistoryOut | Response:
     """`fn` applies per series and bucket; groups then sum the series' buckets (so
     `fn=mean` of power per site is the site's mean power). For consumption per bucket use
     a register with `field=delta&fn=sum`. Viewers may ask `group=territory` only."""
@@ -326,7 +330,7 @@ async def profile(
     width = max(len(d.values) for d in previous)
     mean: list[float | None] = []
     for i in range(width):
-        vals = [d.values[i] for d in previous if i < len(d.values) and d.values[i] is not None]
+        vals = [v for d in previous if i < len(d.values) and (v := d.values[i]) is not None]
         mean.append(float(np.mean(vals)) if vals else None)
     return ProfileOut(
         site=site, quantity=quantity, today=out_days[0], previous=previous, previous_mean=mean

@@ -14,7 +14,7 @@ reads the stream with `fetch` and sends `Last-Event-ID` itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 import orjson
@@ -32,8 +32,8 @@ _KINDS = frozenset({"readings", "alert", "status"})
 _PAYLOAD_KEY = {"readings": "readings", "alert": "alerts", "status": "statuses"}
 
 
-def _sse(hub: EventHub, event: Event, rows: list[object]) -> ServerSentEvent:
-    data = orjson.dumps({_PAYLOAD_KEY[event.kind]: rows}).decode()
+def _sse(hub: EventHub, event: Event, rows: Sequence[object]) -> ServerSentEvent:
+    data = orjson.dumps({_PAYLOAD_KEY[event.kind]: list(rows)}).decode()
     return ServerSentEvent(data=data, event=event.kind, id=hub.event_id(event))
 
 
@@ -52,9 +52,10 @@ async def _events(
                 yield _sse(hub, event, rows)
         yield ServerSentEvent(data="{}", event="ready", retry=2000)
         while True:
-            event = await sub.queue.get()
-            if event is None:
+            queued = await sub.queue.get()
+            if queued is None:
                 return
+            event = queued
             if sub.overflowed:
                 while not sub.queue.empty():
                     sub.queue.get_nowait()
