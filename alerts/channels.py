@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,6 +25,7 @@ __all__ = [
     "SendResult",
     "channel_kind",
     "identities",
+    "prepare",
     "scheme_of",
     "send",
 ]
@@ -126,6 +128,13 @@ def _apprise_for(url: str) -> apprise.Apprise | None:
                 return None
             found = _cache[url] = obj
         return found
+
+
+def prepare(urls: Iterable[str]) -> int:
+    """Blocking: build the Apprise object of each URL now, at start. Apprise loads its
+    plugins on the first one (about a second): paid there, not by the first notification
+    of a storm, whose send timeout it could eat. Returns how many Apprise understood."""
+    return sum(_apprise_for(url) is not None for url in urls)
 
 
 def _scrub(text: str, url: str) -> str:

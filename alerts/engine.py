@@ -8,6 +8,15 @@ new alerts or `repeat_interval` has passed. Resolved notices go out at once — 
 told of the alert, or, when nobody was (still inside `group_wait`, silenced, inhibited), to
 the route's recipients — never held back by grouping (Alertmanager #226, #1660, #2398).
 Acknowledged, silenced and inhibited alerts are left out of repeats and escalations.
+
+Several workers on one database: every worker applies transitions, and applying one twice
+(two workers both subscribed, a redelivery) changes nothing the second time — a new alert is
+`INSERT … ON CONFLICT DO NOTHING` on its unique fingerprint, and every change of an existing
+one is an `UPDATE … WHERE` on the state it read (state, fired count, severity) and on the
+transition being no older than the newest applied (`last_at_ms`), so of two workers racing
+only one changes the row, audits and notifies. Timers run on the leader only (`run_due`
+checks the leader term first), and each step is again conditional on what it read
+(`UPDATE … WHERE esc_step = :expected`): no step fires twice.
 """
 
 from __future__ import annotations
@@ -15,20 +24,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, or_, select, update
 
 from ecocluster.alerts.context import Context, audit
 from ecocluster.alerts.fingerprint import fingerprint, new_code
+from ecocluster.alerts.leader import check_term
 from ecocluster.alerts.outbox import enqueue
 from ecocluster.alerts.recipients import expand
 from ecocluster.alerts.records import AlertRecord, Silence
 from ecocluster.alerts.routing import RouteNode, group_key, match_routes
 from ecocluster.alerts.store import schema as t
+from ecocluster.alerts.store.db import insert_ignore
 from ecocluster.alerts.suppress import Inhibitor
 from ecocluster.alerts.timeintervals import in_any
 from ecocluster.core.transitions import Transition
 
-__all__ = ["apply_transitions", "next_due", "run_due"]
+__all__ = ["apply_transitions", "escalate", "next_due", "run_due"]
 
 A = t.alerts.c
 
@@ -66,7 +77,11 @@ def apply_transitions(
     fresh, rest = _split_fresh(conn, transitions)
     if fresh:
         codes = {c for (c,) in conn.execute(select(A.code)).all()}
-        changed += _fire_fresh(conn, ctx, fresh, now_ms, codes)
+        done, lost = _fire_fresh(conn, ctx, fresh, now_ms, codes)
+        changed += done
+        if lost:  # inserted first by another worker (or a code clash): the one-by-one path
+            later = {id(tr) for tr in rest} | lost
+            rest = [tr for tr in transitions if id(tr) in later]
     for tr in rest:
         if tr.state == "firing":
             if codes is None:
@@ -114,8 +129,10 @@ def _fire_fresh(
     fresh: list[tuple[str, Transition]],
     now_ms: int,
     codes: set[str],
-) -> int:
-    """New alerts in bulk: one executemany per table instead of a round trip per alert."""
+) -> tuple[int, set[int]]:
+    """New alerts in bulk: one executemany per table instead of a round trip per alert.
+    Returns how many were inserted, and (as `id(transition)`) those another worker
+    inserted first, left for the one-by-one path."""
     rows = []
     for fp, tr in fresh:
         code = new_code(codes)
@@ -139,21 +156,15 @@ def _fire_fresh(
                 "inhibited": False,
                 "notified": False,
                 "recipients": "[]",
+                "last_at_ms": tr.at_ms,
             }
         )
-    conn.execute(insert(t.alerts), rows)
-    ids: dict[str, int] = {}
-    fps = [fp for fp, _ in fresh]
-    for start in range(0, len(fps), 500):
-        chunk = fps[start : start + 500]
-        ids.update(
-            {
-                fp: i
-                for i, fp in conn.execute(
-                    select(A.id, A.fingerprint).where(A.fingerprint.in_(chunk))
-                )
-            }
-        )
+    stmt = insert_ignore(conn, t.alerts).returning(A.id, A.fingerprint)
+    ids: dict[str, int] = {fp: i for i, fp in conn.execute(stmt, rows)}
+    lost = {id(tr) for fp, tr in fresh if fp not in ids}
+    fresh = [(fp, tr) for fp, tr in fresh if fp in ids]
+    if not fresh:
+        return 0, lost
     audits = [
         _audit_row(
             ids[fp],
@@ -194,7 +205,7 @@ def _fire_fresh(
                 _audit_row(ids[fp], now_ms, "unrouted", {"routes": [n.key for n in nodes]})
             )
     if new_groups:
-        conn.execute(insert(t.groups), list(new_groups.values()))
+        conn.execute(insert_ignore(conn, t.groups), list(new_groups.values()))
         groups = {(g.route_key, g.group_key): g.id for g in conn.execute(select(t.groups)).all()}
     members, escalations = [], []
     for alert_id, keyed, chain in plans:
@@ -236,7 +247,7 @@ def _fire_fresh(
             escalations,
         )
     conn.execute(insert(t.audit), audits)
-    return len(fresh)
+    return len(fresh), lost
 
 
 def _audit_row(
@@ -273,10 +284,18 @@ def _fire(conn: Connection, ctx: Context, tr: Transition, now_ms: int, codes: se
         "description": tr.description,
         "updated_ms": now_ms,
     }
+    if row is not None and _stale(row, tr):
+        return 0  # older than what was applied (a replay by another worker, a backlog)
     if row is not None and row.state == "firing":
         if row.severity == str(tr.severity):
             return 0  # a redelivered transition: already known
-        conn.execute(update(t.alerts).where(A.id == row.id).values(**common))
+        changed = conn.execute(
+            update(t.alerts)
+            .where(A.id == row.id, A.state == "firing", A.severity == row.severity, _newer(tr))
+            .values(**common, last_at_ms=tr.at_ms)
+        )
+        if changed.rowcount != 1:
+            return 0  # another worker applied it first
         audit(conn, row.id, now_ms, "updated", detail=detail)
         return 1
     reset = {
@@ -298,24 +317,64 @@ def _fire(conn: Connection, ctx: Context, tr: Transition, now_ms: int, codes: se
         "recipients": "[]",
     }
     if row is None:
-        code = new_code(codes)
-        codes.add(code)
-        result = conn.execute(
-            insert(t.alerts).values(
-                fingerprint=fp, code=code, rule=tr.rule, fired_count=1, **common, **reset
-            )
-        )
-        alert_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        inserted = _insert_new(conn, fp, tr, codes, {**common, **reset})
+        if inserted is None:
+            return 0  # another worker inserted this alert first
+        alert_id = inserted
     else:
         alert_id = row.id
-        conn.execute(
+        changed = conn.execute(
             update(t.alerts)
-            .where(A.id == alert_id)
-            .values(fired_count=row.fired_count + 1, **common, **reset)
+            .where(
+                A.id == alert_id,
+                A.state == row.state,
+                A.fired_count == row.fired_count,
+                _newer(tr),
+            )
+            .values(fired_count=row.fired_count + 1, last_at_ms=tr.at_ms, **common, **reset)
         )
+        if changed.rowcount != 1:
+            return 0  # another worker re-fired it first
     audit(conn, alert_id, now_ms, "fired", detail=detail)
     _route(conn, ctx, alert_id, labels, now_ms)
     return 1
+
+
+def _stale(row: object, tr: Transition) -> bool:
+    last = row._mapping["last_at_ms"]  # type: ignore[attr-defined]
+    return last is not None and tr.at_ms < last
+
+
+def _newer(tr: Transition) -> ColumnElement[bool]:
+    """The row has not meanwhile taken a newer transition (checked again under the row
+    lock: of two workers racing, the second sees the first's commit)."""
+    return or_(A.last_at_ms.is_(None), A.last_at_ms <= tr.at_ms)
+
+
+def _insert_new(
+    conn: Connection, fp: str, tr: Transition, codes: set[str], values: dict[str, object]
+) -> int | None:
+    """Insert a new alert; None if another worker inserted the fingerprint first. A code
+    clash with another worker's concurrent alert just draws another code."""
+    for _ in range(5):
+        code = new_code(codes)
+        codes.add(code)
+        stmt = insert_ignore(conn, t.alerts).returning(A.id)
+        row = conn.execute(
+            stmt.values(
+                fingerprint=fp,
+                code=code,
+                rule=tr.rule,
+                fired_count=1,
+                last_at_ms=tr.at_ms,
+                **values,
+            )
+        ).first()
+        if row is not None:
+            return int(row[0])
+        if conn.execute(select(A.id).where(A.fingerprint == fp)).first() is not None:
+            return None
+    raise RuntimeError("alert store: no free alert code after 5 draws")
 
 
 def _route(
@@ -331,20 +390,22 @@ def _route(
             select(t.groups).where(t.groups.c.route_key == node.key, t.groups.c.group_key == key)
         ).first()
         if g is None:
-            group_id = int(
-                conn.execute(
-                    insert(t.groups).values(
-                        route_key=node.key,
-                        group_key=key,
-                        labels=json.dumps(picked),
-                        next_flush_ms=now_ms + node.opts.group_wait_ms,
-                        last_notified_ms=None,
-                        created_ms=now_ms,
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(
+                insert_ignore(conn, t.groups).values(
+                    route_key=node.key,
+                    group_key=key,
+                    labels=json.dumps(picked),
+                    next_flush_ms=now_ms + node.opts.group_wait_ms,
+                    last_notified_ms=None,
+                    created_ms=now_ms,
+                )
             )
-        else:
-            group_id = g.id
+            g = conn.execute(
+                select(t.groups).where(
+                    t.groups.c.route_key == node.key, t.groups.c.group_key == key
+                )
+            ).one()
+        group_id = g.id
         exists = conn.execute(
             select(t.group_members).where(
                 t.group_members.c.group_id == group_id, t.group_members.c.alert_id == alert_id
@@ -387,11 +448,11 @@ def _resolve(conn: Connection, ctx: Context, tr: Transition, now_ms: int) -> int
     row = conn.execute(
         select(t.alerts).where(A.fingerprint == fingerprint(tr.rule, labels))
     ).first()
-    if row is None or row.state != "firing":
+    if row is None or row.state != "firing" or _stale(row, tr):
         return 0
-    conn.execute(
+    changed = conn.execute(
         update(t.alerts)
-        .where(A.id == row.id)
+        .where(A.id == row.id, A.state == "firing", A.fired_count == row.fired_count, _newer(tr))
         .values(
             state="resolved",
             ends_ms=tr.at_ms,
@@ -399,8 +460,11 @@ def _resolve(conn: Connection, ctx: Context, tr: Transition, now_ms: int) -> int
             value=_number(tr.value),
             esc_due_ms=None,
             ack_rearm_ms=None,
+            last_at_ms=tr.at_ms,
         )
     )
+    if changed.rowcount != 1:
+        return 0  # another worker resolved it first
     audit(conn, row.id, now_ms, "resolved", detail={"value": _number(tr.value)})
     alert = _load(conn, row.id)
     recipients = list(alert.recipients)
@@ -516,8 +580,14 @@ class _Suppression:
         return silence is None and not inhibited
 
 
-def run_due(conn: Connection, ctx: Context, now_ms: int, limit: int = 500) -> int:
-    """Flush due groups, climb due escalations, lapse due acks. Returns work done."""
+def run_due(
+    conn: Connection, ctx: Context, now_ms: int, limit: int = 500, *, term: int | None = None
+) -> int:
+    """Flush due groups, climb due escalations, lapse due acks. Returns work done.
+
+    `term`: the leader term this worker holds (None: a single worker on SQLite); a newer
+    term in the database raises `NotLeader` before anything is touched."""
+    check_term(conn, term)
     done = 0
     suppression: _Suppression | None = None
 
@@ -538,10 +608,10 @@ def run_due(conn: Connection, ctx: Context, now_ms: int, limit: int = 500) -> in
         _flush(conn, ctx, group, routes.get(group.route_key), sup(), now_ms)
         done += 1
     for row in conn.execute(select(t.alerts).where(A.ack_rearm_ms <= now_ms).limit(limit)).all():
-        _lapse_ack(conn, ctx, AlertRecord.from_row(row), now_ms)
+        _lapse_ack(conn, ctx, AlertRecord.from_row(row), row.ack_rearm_ms, now_ms)
         done += 1
     for row in conn.execute(select(t.alerts).where(A.esc_due_ms <= now_ms).limit(limit)).all():
-        _escalate(conn, ctx, AlertRecord.from_row(row), sup(), now_ms)
+        escalate(conn, ctx, AlertRecord.from_row(row), now_ms, sup())
         done += 1
     return done
 
@@ -565,11 +635,13 @@ def _flush(
         conn.execute(delete(t.group_members).where(t.group_members.c.group_id == g["id"]))
         conn.execute(delete(t.groups).where(t.groups.c.id == g["id"]))
         return
-    conn.execute(
+    moved = conn.execute(
         update(t.groups)
-        .where(t.groups.c.id == g["id"])
+        .where(t.groups.c.id == g["id"], t.groups.c.next_flush_ms == g["next_flush_ms"])
         .values(next_flush_ms=now_ms + node.opts.group_interval_ms)
     )
+    if moved.rowcount != 1:
+        return  # flushed meanwhile by another run: never twice
     if _muted(ctx, node, now_ms):
         return
     active = []
@@ -623,24 +695,48 @@ def _flush(
     conn.execute(update(t.groups).where(t.groups.c.id == g["id"]).values(last_notified_ms=now_ms))
 
 
-def _escalate(
-    conn: Connection, ctx: Context, alert: AlertRecord, sup: _Suppression, now_ms: int
-) -> None:
+def escalate(
+    conn: Connection,
+    ctx: Context,
+    alert: AlertRecord,
+    now_ms: int,
+    sup: _Suppression | None = None,
+) -> bool:
+    """Fire the alert's next escalation step, as read in `alert`. Fenced: the step moves
+    only `WHERE esc_step = alert.escalation_step` (and the alert still firing, unacked),
+    so a stale reader — an ex-leader waking up, a second run — changes, audits and
+    notifies nothing. Returns True if this call fired the step."""
     chain = ctx.cluster.escalation_by_name.get(alert.escalation or "")
     row = conn.execute(select(A.esc_base_ms).where(A.id == alert.id)).one()
+    same_step = (A.id == alert.id, A.esc_step == alert.escalation_step)
     if (
         chain is None
         or alert.state != "firing"
         or alert.acked_ms is not None
         or alert.escalation_step >= len(chain.steps)
     ):
-        conn.execute(update(t.alerts).where(A.id == alert.id).values(esc_due_ms=None))
-        return
+        conn.execute(update(t.alerts).where(*same_step).values(esc_due_ms=None))
+        return False
+    sup = sup or _Suppression(conn, ctx, now_ms)
     if not sup.check(alert):
-        conn.execute(update(t.alerts).where(A.id == alert.id).values(esc_due_ms=now_ms + 60_000))
-        return
+        conn.execute(update(t.alerts).where(*same_step).values(esc_due_ms=now_ms + 60_000))
+        return False
     step = chain.steps[alert.escalation_step]
     contacts = expand(ctx.cluster, step.notify, alert.labels, now_ms)
+    nxt = alert.escalation_step + 1
+    due = (
+        row.esc_base_ms + int(chain.steps[nxt].after.total_seconds() * 1000)
+        if nxt < len(chain.steps)
+        else None
+    )
+    merged = list(alert.recipients) + [c for c in contacts if c not in alert.recipients]
+    moved = conn.execute(
+        update(t.alerts)
+        .where(*same_step, A.state == "firing", A.acked_ms.is_(None), A.esc_due_ms <= now_ms)
+        .values(esc_step=nxt, esc_due_ms=due, recipients=json.dumps(merged), notified=True)
+    )
+    if moved.rowcount != 1:
+        return False  # fired (or acked, resolved) meanwhile: this reader is stale
     for contact in contacts:
         enqueue(
             conn,
@@ -652,18 +748,6 @@ def _escalate(
             idem_key=f"escalation:{alert.id}:{alert.fired_count}:{row.esc_base_ms}:"
             f"{alert.escalation_step}:{contact}",
         )
-    nxt = alert.escalation_step + 1
-    due = (
-        row.esc_base_ms + int(chain.steps[nxt].after.total_seconds() * 1000)
-        if nxt < len(chain.steps)
-        else None
-    )
-    merged = list(alert.recipients) + [c for c in contacts if c not in alert.recipients]
-    conn.execute(
-        update(t.alerts)
-        .where(A.id == alert.id)
-        .values(esc_step=nxt, esc_due_ms=due, recipients=json.dumps(merged), notified=True)
-    )
     audit(
         conn,
         alert.id,
@@ -671,11 +755,15 @@ def _escalate(
         "escalated",
         detail={"escalation": chain.name, "step": alert.escalation_step + 1, "contacts": contacts},
     )
+    return True
 
 
-def _lapse_ack(conn: Connection, ctx: Context, alert: AlertRecord, now_ms: int) -> None:
+def _lapse_ack(
+    conn: Connection, ctx: Context, alert: AlertRecord, rearm_ms: int, now_ms: int
+) -> None:
     values: dict[str, object] = {"ack_rearm_ms": None}
-    if alert.state == "firing" and alert.acked_ms is not None:
+    lapses = alert.state == "firing" and alert.acked_ms is not None
+    if lapses:
         chain = ctx.cluster.escalation_by_name.get(alert.escalation or "")
         values |= {"acked_by": None, "acked_ms": None, "ack_comment": None, "ack_channel": None}
         if chain is not None:
@@ -684,5 +772,8 @@ def _lapse_ack(conn: Connection, ctx: Context, alert: AlertRecord, now_ms: int) 
                 "esc_base_ms": now_ms,
                 "esc_due_ms": now_ms + int(chain.steps[0].after.total_seconds() * 1000),
             }
+    moved = conn.execute(
+        update(t.alerts).where(A.id == alert.id, A.ack_rearm_ms == rearm_ms).values(**values)
+    )
+    if lapses and moved.rowcount == 1:
         audit(conn, alert.id, now_ms, "ack_expired", detail={"acked_by": alert.acked_by})
-    conn.execute(update(t.alerts).where(A.id == alert.id).values(**values))

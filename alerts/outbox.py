@@ -1,12 +1,19 @@
 """The transactional outbox: notifications are rows written in the same transaction as the
 alert state that caused them, then delivered by the dispatcher.
 
-A row is `pending` (due at `next_ms`), `sending` (claimed until `lease_ms`), `sent`,
-`folded` (storm protection: merged into a summary) or `failed` (given up). Delivery:
-claim (→ sending, attempts+1) in one transaction, send through Apprise outside any
-transaction, record the outcome in another. A crash between send and record leaves the row
-`sending`; it is sent again when its lease ends (at once on a restart of a single SQLite
-node), so a crash costs at most one duplicate and loses nothing.
+A row is `pending` (due at `next_ms`), `sending` (claimed by `claimed_by` until
+`lease_ms`), `sent`, `folded` (storm protection: merged into a summary) or `failed` (given
+up). Delivery: claim (→ sending, attempts+1; `FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+workers sharing the database never claim the same row) in one transaction, send through
+Apprise outside any transaction, record the outcome in another.
+
+Leases, for several workers: a `sending` row may be claimed again only once its lease has
+run out. Each send worker sends one row and records it before its next; it starts a send
+only while the lease still covers the whole send timeout, and its outcome is recorded only
+while the row still carries its claim (owner and lease), so a worker that was too slow
+cannot overwrite its successor's. A crash between send and record leaves the row `sending`;
+it is sent again when its lease ends (at once on a restart of a single SQLite node): a crash
+costs at most one duplicate per notification (those in flight) and loses nothing.
 
 Retries: exponential backoff with full jitter on one channel for `alert_channel_attempts`
 attempts, then failover to the contact's next channel; after the last channel, round again
@@ -27,10 +34,12 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from ecocluster.alerts.channels import Outgoing, SendResult, channel_kind, scheme_of, send
+from ecocluster.alerts.clock import Clock
 from ecocluster.alerts.context import Context, audit
+from ecocluster.alerts.metrics import AlertMetrics
 from ecocluster.alerts.records import AlertRecord
 from ecocluster.alerts.store import schema as t
-from ecocluster.alerts.store.db import AlertDatabase
+from ecocluster.alerts.store.db import AlertDatabase, insert_ignore
 from ecocluster.core.retry import Backoff
 
 __all__ = ["Dispatcher", "enqueue"]
@@ -40,6 +49,9 @@ _WINDOW_MS = 60_000
 #: Folded notifications are summarised at the end of 5-second slots: at most 12 summaries
 #: a minute per contact, and a storm's backlog is told within seconds, not a minute.
 _SUMMARY_DELAY_MS = 5_000
+#: A claim's lease beyond the send timeout: room for queueing behind the other sends and
+#: for recording the outcome.
+_LEASE_MARGIN_MS = 5_000
 
 
 def enqueue(
@@ -74,7 +86,9 @@ def enqueue(
     )
     status = "pending" if contact.notify else "failed"
     result = conn.execute(
-        insert(t.outbox).values(
+        insert_ignore(conn, t.outbox)
+        .returning(t.outbox.c.id)
+        .values(
             idem_key=idem_key,
             kind=kind,
             contact_id=contact_id,
@@ -93,8 +107,10 @@ def enqueue(
             created_ms=now_ms,
             last_error=None if contact.notify else "contact has no channels",
         )
-    )
-    row_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    ).first()
+    if result is None:
+        return None  # the same key committed meanwhile by another worker
+    row_id = int(result[0])
     if not contact.notify:
         for a in alerts:
             audit(
@@ -144,6 +160,8 @@ class _Job:
     attempts: int
     message: Outgoing
     url_index: int
+    #: The claim's lease end: the outcome is recorded only while the row still carries it.
+    lease_ms: int
 
 
 def _message_for(row: object, url: str) -> Outgoing:
@@ -160,9 +178,21 @@ class Dispatcher:
     """Delivers due outbox rows. `await dispatch_due(now_ms)` is one round; the stage calls
     it whenever rows are due or new ones are written (`wakeup`)."""
 
-    def __init__(self, db: AlertDatabase, ctx: Context, *, batch: int = 200) -> None:
+    def __init__(
+        self,
+        db: AlertDatabase,
+        ctx: Context,
+        *,
+        owner: str = "local",
+        metrics: AlertMetrics | None = None,
+        clock: Clock | None = None,
+        batch: int = 200,
+    ) -> None:
         self.db = db
         self.ctx = ctx
+        self.owner = owner
+        self.metrics = metrics or AlertMetrics()
+        self._clock = clock
         self.batch = batch
         s = ctx.settings
         self._sem = asyncio.Semaphore(s.alert_dispatch_workers)
@@ -189,6 +219,11 @@ class Dispatcher:
             # A worker sends and records one row before its next send: a crash can then
             # re-send at most the rows in flight, one per worker.
             async with self._sem:
+                if self._now_ms(now_ms) + int(timeout * 1000) > job.lease_ms:
+                    # the lease would run out mid-send: another worker may claim it then,
+                    # so leave it (unsent, not recorded) to whoever claims it next
+                    self.metrics.lease_skips.inc()
+                    return job, False, None
                 return await send_and_record(job)
 
         async def send_and_record(job: _Job) -> tuple[_Job, bool, str | None]:
@@ -212,6 +247,9 @@ class Dispatcher:
 
         await asyncio.gather(*(one(j) for j in jobs))
         return len(jobs)
+
+    def _now_ms(self, fallback: int) -> int:
+        return self._clock.now_ms() if self._clock is not None else fallback
 
     async def next_due_ms(self) -> int | None:
         return await self.db.run(self._next_due)
@@ -257,7 +295,7 @@ class Dispatcher:
             )
         )
         limit = self.ctx.settings.alert_storm_limit
-        lease = now_ms + int(self.ctx.settings.alert_send_timeout_s * 1000) + 5_000
+        lease = now_ms + int(self.ctx.settings.alert_send_timeout_s * 1000) + _LEASE_MARGIN_MS
         jobs = []
         for row in rows:
             contact = self.ctx.cluster.contact_by_id.get(row.contact_id)
@@ -286,6 +324,7 @@ class Dispatcher:
                 .values(
                     status="sending",
                     lease_ms=lease,
+                    claimed_by=self.owner,
                     attempts=row.attempts + 1,
                     total_attempts=row.total_attempts + 1,
                     channel=channel,
@@ -300,6 +339,7 @@ class Dispatcher:
                     row.attempts + 1,
                     _message_for(row, url),
                     channel,
+                    lease,
                 )
             )
         return jobs
@@ -398,14 +438,23 @@ class Dispatcher:
         s = self.ctx.settings
         o = t.outbox.c
         for job, ok, error in outcomes:
-            row = conn.execute(select(t.outbox).where(o.id == job.id)).one()
-            if row.status != "sending":
-                continue  # another worker recorded it after our lease ran out
+            query = select(t.outbox).where(o.id == job.id)
+            if not self.db.is_sqlite:
+                query = query.with_for_update()
+            row = conn.execute(query).one()
+            if (row.status, row.claimed_by, row.lease_ms) != ("sending", self.owner, job.lease_ms):
+                _log.warning(
+                    "notification %d: its lease ran out before the outcome was recorded;"
+                    " left to the worker that claimed it since",
+                    job.id,
+                )
+                continue
             alert_ids = json.loads(row.alert_ids)
             contact = self.ctx.cluster.contact_by_id[row.contact_id]
             scheme = scheme_of(contact.notify[job.channel].get_secret_value())
             if ok:
                 self.sent += 1
+                self.metrics.sent.inc()
                 conn.execute(
                     update(t.outbox)
                     .where(o.id == job.id)

@@ -10,6 +10,9 @@
   link page), `handle_reply(InboundMessage)` for SMS and e-mail replies; the gateway
   payload parsers are in `ecocluster.alerts.replies`.
 * Timers and delivery (`process_due`, `dispatch_due`) are driven by `AlertStage`.
+  Several workers may share one PostgreSQL: each applies transitions and delivers outbox
+  rows; only the holder of the timer lease (`leader`, see `ecocluster.alerts.leader`) runs
+  the timers. `status()` says which this worker is; `metrics` are its Prometheus metrics.
 
 A `ref` is an alert id (int) or its short code (str). Errors: `AlertNotFound`,
 `AckRefused` (the sender may not ack this alert), `InvalidAckLink`, `SilenceError`.
@@ -21,21 +24,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
+import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, func, insert, select, update
 
-from ecocluster.alerts.channels import Outgoing, identities, normalise_phone, send
+from ecocluster.alerts.channels import Outgoing, identities, normalise_phone, prepare, send
 from ecocluster.alerts.clock import Clock, as_clock
 from ecocluster.alerts.context import Context, audit
 from ecocluster.alerts.engine import apply_transitions, next_due, run_due
+from ecocluster.alerts.leader import LeaderLease, NotLeader
 from ecocluster.alerts.links import AckClaim, AckLinks, InvalidAckLink
 from ecocluster.alerts.messages import Renderer
+from ecocluster.alerts.metrics import AlertMetrics
 from ecocluster.alerts.outbox import Dispatcher
 from ecocluster.alerts.records import (
     AckResult,
@@ -115,6 +123,7 @@ class AlertService:
         *,
         clock: Clock | Callable[[], int] | None = None,
         db_url: str | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
@@ -123,6 +132,10 @@ class AlertService:
         self.db: AlertDatabase | None = None
         self.ctx: Context | None = None
         self.dispatcher: Dispatcher | None = None
+        self.leader: LeaderLease | None = None
+        self.metrics = AlertMetrics(registry)
+        #: This worker in leases and logs: its configured name (or host) and process.
+        self.owner = f"{settings.alert_worker_id or socket.gethostname()}:{os.getpid()}"
         #: Set whenever new work may be due (a transition, an ack): the stage wakes on it.
         self.wakeup = asyncio.Event()
         self._identity = self._index_identities()
@@ -140,13 +153,24 @@ class AlertService:
         self.ctx = Context(
             self.cluster, self.settings, build_tree(self.cluster.routes), rules, renderer, links
         )
-        self.dispatcher = Dispatcher(db, self.ctx)
+        self.dispatcher = Dispatcher(
+            db, self.ctx, owner=self.owner, metrics=self.metrics, clock=self.clock
+        )
         if db.is_sqlite:
             reclaimed = await db.run(self.dispatcher.reclaim_all)
             if reclaimed:
                 _log.warning("resuming %d notifications interrupted by a crash", reclaimed)
+        urls = [u.get_secret_value() for c in self.cluster.contacts for u in c.notify]
+        await asyncio.to_thread(prepare, urls)
+        self.leader = LeaderLease(
+            db, self.owner, timeout_s=self.settings.alert_leader_timeout_s, metrics=self.metrics
+        )
+        await self.leader.refresh()
 
     async def close(self) -> None:
+        if self.leader is not None:
+            await self.leader.release()
+            self.leader = None
         if self.dispatcher is not None:
             self.dispatcher.close()
         if self.db is not None:
@@ -179,9 +203,33 @@ class AlertService:
             self.wakeup.set()
 
     # -- timers and delivery (driven by AlertStage) ----------------------------------------
+    def status(self) -> dict[str, object]:
+        """This worker and whether it runs the timers (health output; never a secret)."""
+        if self.leader is None:
+            return {"worker": self.owner, "leader": False, "term": None}
+        return self.leader.status()
+
+    async def refresh_leadership(self) -> bool:
+        """Take, keep or lose the timer lease (the stage calls it every poll interval)."""
+        self._require()
+        assert self.leader is not None
+        was = self.leader.leads
+        leads = await self.leader.refresh()
+        if leads and not was:
+            self.wakeup.set()  # timers may be overdue: the old leader died with them
+        return leads
+
     async def process_due(self) -> int:
+        """Run the due timers, on the leader only; a follower returns 0."""
         db, ctx = self._require()
-        done = await db.run(run_due, ctx, self.clock.now_ms())
+        lease = self.leader
+        if lease is None or not lease.leads:
+            return 0
+        try:
+            done = await db.run(run_due, ctx, self.clock.now_ms(), term=lease.term)
+        except NotLeader as exc:
+            lease.lost(f"fenced: {exc}")
+            return 0
         if done:
             self.wakeup.set()
         return done
@@ -196,8 +244,11 @@ class AlertService:
         dispatcher = self.dispatcher
         assert dispatcher is not None
 
+        leads = self.leader is not None and self.leader.leads
+
         def both(conn: Connection) -> int | None:
-            found = [d for d in (next_due(conn), dispatcher._next_due(conn)) if d is not None]
+            timers = next_due(conn) if leads else None  # a follower's are the leader's job
+            found = [d for d in (timers, dispatcher._next_due(conn)) if d is not None]
             return min(found) if found else None
 
         return await db.run(both)

@@ -4,7 +4,8 @@
 
 Routes live under `/api/v1` (OpenAPI at `/api/v1/openapi.json`, docs at `/api/v1/docs`),
 the dashboard under `/dashboard`, the one-click ack pages under `/a/{token}` (the links
-the alert service signs). CORS is
+the alert service signs), the public page under `/public` and its API under
+`/api/v1/public` (no token; absent when `ECOCLUSTER_PUBLIC_ENABLED=false`). CORS is
 off unless `ECOCLUSTER_API_CORS_ORIGINS` lists origins. The app holds no module globals:
 everything it reads is in `app.state.deps`.
 """
@@ -27,6 +28,7 @@ from ecocluster.api.deps import ApiDeps
 from ecocluster.api.errors import install_error_handlers
 from ecocluster.api.live import SeriesIndex
 from ecocluster.api.metrics import ApiMetrics, MetricsMiddleware
+from ecocluster.api.public import mount_public
 from ecocluster.api.reports import compliance, indicators
 from ecocluster.api.routes import acklink, alerts, health, history, live, registry, stream
 from ecocluster.api.routes.live import alert_out
@@ -89,6 +91,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(acklink.inbound, prefix=API_PREFIX)
     app.include_router(acklink.pages)
+    if settings.public_enabled:
+        mount_public(app, API_PREFIX)
     _mount_dashboard(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.api_metrics)
     if settings.api_cors_origins:

@@ -76,6 +76,8 @@ class DemoReady:
     notifications: Path
     dashboard_url: str | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    #: The citizens' page (no token), when the node serves it (`public_enabled`).
+    public_url: str | None = None
 
 
 @dataclass
@@ -153,7 +155,11 @@ async def run_demo(
                 url = node_settings.public_base_url
                 on_ready(
                     DemoReady(
-                        broker.description, notifications.path, f"{url}/dashboard", _tokens(state)
+                        broker.description,
+                        notifications.path,
+                        f"{url}/dashboard",
+                        _tokens(state),
+                        public_url=f"{url}/public" if node_settings.public_enabled else None,
                     )
                 )
             if state.alerts is not None and on_alert is not None:

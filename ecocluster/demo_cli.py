@@ -82,6 +82,8 @@ def demo(
         _say(f"notifications: {info.notifications}")
         if info.dashboard_url:
             _say(f"dashboard: {info.dashboard_url}")
+        if info.public_url:
+            _say(f"public page (no token): {info.public_url}")
         for role, link in info.tokens.items():
             _say(f"  {role:<22} {link}")
 

@@ -18,17 +18,29 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, make_url
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ecocluster.core.errors import FatalError, TransientError
 
-__all__ = ["AlertDatabase", "AlertStoreError", "AlertStoreUnavailable", "safe_url"]
+__all__ = [
+    "AlertDatabase",
+    "AlertStoreError",
+    "AlertStoreUnavailable",
+    "insert_ignore",
+    "safe_url",
+]
 
 _log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: SQLSTATEs after which the whole transaction function is simply run again: two workers
+#: touched the same rows in opposite orders (deadlock) or a serialisation conflict.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+_RETRIES = 3
 
 
 class AlertStoreError(FatalError):
@@ -82,7 +94,15 @@ class AlertDatabase:
             event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             workers = 1
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            # a worker paused inside a transaction must not hold its row locks (and the
+            # leader term a new leader bumps) for ever
+            engine = create_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=5,
+                connect_args={"options": "-c idle_in_transaction_session_timeout=60000"},
+            )
             workers = 4
         db = cls(engine, workers=workers)
         if migrate:
@@ -101,11 +121,16 @@ class AlertDatabase:
             raise _mapped(exc, "migrating") from exc
 
     def run_sync(self, fn: Callable[Concatenate[Connection, P], T], *a: P.args, **k: P.kwargs) -> T:
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn, *a, **k)
-        except SQLAlchemyError as exc:
-            raise _mapped(exc, getattr(fn, "__name__", "query")) from exc
+        for attempt in range(_RETRIES + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn, *a, **k)
+            except SQLAlchemyError as exc:
+                if attempt < _RETRIES and _sqlstate(exc) in _RETRY_SQLSTATES:
+                    _log.info("alert database: %s; running it again", _first_line(exc))
+                    continue
+                raise _mapped(exc, getattr(fn, "__name__", "query")) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(
         self, fn: Callable[Concatenate[Connection, P], T], *a: P.args, **k: P.kwargs
@@ -118,10 +143,27 @@ class AlertDatabase:
         self.engine.dispose()
 
 
+def insert_ignore(conn: Connection, table: Table) -> Insert:
+    """`INSERT … ON CONFLICT DO NOTHING` in the connection's dialect: the row a concurrent
+    worker inserted first wins, and ours is silently dropped (RETURNING tells which)."""
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return make(table).on_conflict_do_nothing()
+
+
+def _sqlstate(exc: SQLAlchemyError) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", exc))
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _mapped(exc: SQLAlchemyError, what: str) -> Exception:
-    text = str(getattr(exc, "orig", exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    text = _first_line(exc)
     transient = isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated
+        _sqlstate(exc) in _RETRY_SQLSTATES
+        or exc.connection_invalidated
         or "locked" in text
         or "could not connect" in text
         or "connection" in text.lower()

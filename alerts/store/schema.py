@@ -64,6 +64,9 @@ alerts = Table(
     Column("inhibited", Boolean, nullable=False, default=False),
     Column("notified", Boolean, nullable=False, default=False),
     Column("recipients", Text, nullable=False, default="[]"),
+    #: `at_ms` of the newest transition applied: an older one (a replay by a second worker,
+    #: a backlog redelivered after an outage) is stale and ignored.
+    Column("last_at_ms", BigInteger),
     Index("ix_alerts_state", "state", "updated_ms"),
 )
 
@@ -120,6 +123,9 @@ outbox = Table(
     Column("total_attempts", Integer, nullable=False, default=0),
     Column("next_ms", BigInteger, nullable=False),
     Column("lease_ms", BigInteger),
+    #: The worker holding the claim until `lease_ms`; its outcome is recorded only while
+    #: both still match (a worker whose lease ran out cannot overwrite its successor's).
+    Column("claimed_by", String(128)),
     Column("created_ms", BigInteger, nullable=False),
     Column("sent_ms", BigInteger),
     Column("last_error", Text),

@@ -94,6 +94,11 @@ class Site(Strict):
     contracted_power_w: float | None = Field(default=None, gt=0)
     compliance: ComplianceSpec | None = None
     attributes: Attributes = Field(default_factory=dict)
+    #: Open data may show this site's own figures even if its organisation is private
+    #: (issue 17); a public body's sites are public anyway.
+    public: bool = False
+    #: For air stations: the EEA station type (which pollutants its EAQI needs).
+    station_type: Literal["background", "traffic", "industrial"] = "background"
 
 
 class Meter(Strict):
@@ -118,6 +123,8 @@ class Meter(Strict):
     #: beyond it is flagged, not booked. Unset: from the site's contracted power (energy).
     max_rate_per_h: float | None = Field(default=None, gt=0)
     compliance: ComplianceSpec | None = None
+    #: Open data may show this meter's own figures even if its organisation is private.
+    public: bool = False
 
 
 #: Labels a rule's `match:` may name (severity, rule and kind are for routes).
@@ -140,6 +147,9 @@ class RuleSpec(BaseModel):
     #: How long the condition must hold (pending) before the alert fires.
     for_: Duration = Field(default=timedelta(0), alias="for")
     description: str | None = None
+    #: Alerts of this rule are of public interest: shown, without internal detail, on the
+    #: public page and in the open data (issue 17). Off by default.
+    public: bool = False
 
     @field_validator("match", mode="before")
     @classmethod

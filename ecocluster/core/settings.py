@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from ecocluster.core.durations import Duration
+from ecocluster.core.partition import parse_partition
 
 __all__ = ["IncludePolicy", "MqttTarget", "Settings", "load_settings"]
 
@@ -86,6 +87,19 @@ class Settings(BaseSettings):
     api_live_stale_s: float = Field(default=900.0, gt=0)
     #: Serve /metrics without a token (for a scraper on a private network).
     api_metrics_public: bool = False
+    #: The public page and open data (`/public`, `/api/v1/public/*`, no token); false: 404.
+    public_enabled: bool = True
+    #: Licence of the open data (an SPDX id, its name, URL and the attribution to give).
+    public_licence_id: str = Field(default="CC-BY-4.0", pattern=r"^[A-Za-z0-9.+-]{1,64}$")
+    public_licence_name: str = "Creative Commons Attribution 4.0 International"
+    public_licence_url: str | None = Field(
+        default="https://creativecommons.org/licenses/by/4.0/", pattern=r"^https?://\S+$"
+    )
+    public_licence_attribution: str = "Eco-Cluster open data"
+    #: How long public answers may be cached (Cache-Control max-age; server-side cache too).
+    public_cache_max_age_s: int = Field(default=60, ge=0, le=86400)
+    #: Public alerts shown: open ones, and those resolved in the last this many days.
+    public_alert_days: int = Field(default=7, ge=1, le=90)
     data_dir: Path = Path("data")
 
     # ingest
@@ -116,6 +130,10 @@ class Settings(BaseSettings):
     ingest_sites: list[str] = Field(default_factory=list)
     #: MQTT v5 shared subscription group (`$share/{group}/…`) for load-balanced ingest.
     ingest_share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: This worker's share of the sites (`--partition`): `k/n` (worker k of n, by a stable
+    #: hash of the site id, ingest and rules) or `aggregate` (the one rules worker of the
+    #: organisation/territory-scope rules); unset: every site, every rule.
+    partition: str | None = None
 
     # rules
     #: Seconds between evaluations of every rule (wall time).
@@ -140,6 +158,19 @@ class Settings(BaseSettings):
     alert_give_up_s: float = Field(default=86400.0, gt=0)
     alert_send_timeout_s: float = Field(default=30.0, gt=0)
     alert_dispatch_workers: int = Field(default=8, ge=1, le=64)
+    #: This alert worker's name when several share one PostgreSQL (leases, logs, its MQTT
+    #: client id `{mqtt_client_id}-alerts-{id}`); unset: the host name.
+    alert_worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    #: A follower tries to take the timer lease, and the leader checks it still holds it,
+    #: this often.
+    alert_leader_poll_s: float = Field(default=1.0, gt=0, le=60)
+    #: A leader not heard from for this long (paused, cut off) loses the lease: PostgreSQL
+    #: ends its lock session (idle_session_timeout and TCP keepalives).
+    alert_leader_timeout_s: float = Field(default=15.0, ge=2, le=600)
+    #: MQTT 5 only: alert workers share `$share/{group}/{prefix}/_alerts/#` instead of each
+    #: receiving every transition (unset, the default: each receives all; applying one twice
+    #: is a no-op).
+    alert_share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     #: Inbound SMTP listener for e-mail replies ("ACK 4821"); unset: off.
     alert_smtp_port: int | None = Field(default=None, ge=0, le=65535)
     alert_smtp_host: str = "127.0.0.1"
@@ -187,6 +218,16 @@ class Settings(BaseSettings):
             "influx_username": unquote(parts.username or ""),
             "influx_password": unquote(parts.password or ""),
         }
+
+    @field_validator("partition")
+    @classmethod
+    def _valid_partition(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() == "aggregate":
+            return None if value is None else "aggregate"
+        try:
+            return str(parse_partition(value))  # normalised "k/n"
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or 'aggregate' (the org/territory rules worker)") from None
 
     @model_validator(mode="after")
     def _share_group_needs_v5(self) -> Settings:

@@ -39,6 +39,9 @@ def _run_demo_watching(tmp_path: Path, seconds: int) -> tuple[int, str, str, dic
     assert proc.stderr is not None
     for line in proc.stderr:
         lines.append(line)
+        public = re.search(r"public page \(no token\): (http://\S+/public)$", line.strip())
+        if public:
+            seen["public_url"] = public.group(1)
         link = re.search(r"coordinator\s+(http://\S+)/dashboard#token=(\S+)", line)
         if link and "dashboard" not in seen:
             seen["links_after_s"] = time.monotonic() - started
@@ -51,6 +54,8 @@ def _run_demo_watching(tmp_path: Path, seconds: int) -> tuple[int, str, str, dic
             )
             seen["dashboard"] = (page.status_code, "text/html" in page.headers["content-type"])
             seen["live"] = live.status_code
+            summary = httpx.get(f"{base}/api/v1/public/summary", timeout=30)
+            seen["public"] = (summary.status_code, len(summary.json().get("stations", [])))
         if re.search(r"code \d{4}", line) and "first_alert_after_s" not in seen:
             seen["first_alert_after_s"] = time.monotonic() - started
     out, _ = proc.communicate(timeout=180)
@@ -66,6 +71,9 @@ def test_demo_runs_the_whole_pipeline_and_reports_what_it_stored(tmp_path: Path)
     assert not re.search(r"\bINFO\b", err), err[-3000:]
     assert seen.get("dashboard") == (200, True), (seen, err[-2000:])
     assert seen.get("live") == 200, seen
+    # The citizens' page is announced and its data answers without a token.
+    assert str(seen.get("public_url", "")).endswith("/public"), seen
+    assert seen.get("public", (0, 0))[0] == 200 and seen["public"][1] >= 1, seen  # type: ignore[index]
     # Measured, loosely bounded (a loaded CI machine): links and a first alert come early.
     assert seen["links_after_s"] < 30 and seen["first_alert_after_s"] < 40, seen  # type: ignore[operator]
     found = re.search(
