@@ -31,7 +31,7 @@ from ecocluster.core.registry import Cluster
 from ecocluster.core.settings import Settings
 from ecocluster.core.transitions import Transition, TransitionSink
 from ecocluster.core.types import DeviceStatus, ReadingBatch, ReadingSink
-from ecocluster.stages import Stage, StageSpec, plan
+from ecocluster.stages import Stage, StageSpec, check_partition, plan
 
 if TYPE_CHECKING:
     from ecocluster.alerts.service import AlertService
@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+
+#: The stages that read or write the store; a node without them opens none.
+_STORE_READERS = frozenset({"ingest", "api"})
 
 
 def wall_ms() -> int:
@@ -108,7 +112,8 @@ class NodeState:
 
     cluster: Cluster
     settings: Settings
-    store: Store
+    #: None in a node without ingest or api (a rules or alert worker needs no store).
+    store: Store | None
     parts: NodeParts
     clock: Callable[[], int]
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -142,24 +147,23 @@ async def node_lifespan(
     parts: NodeParts | None = None,
 ) -> AsyncIterator[NodeState]:
     """Open the shared resources, build the stages into `state.stages`, close on exit."""
-    from ecocluster.ingest.stores import make_store
-
     parts = parts or NodeParts()
+    names = frozenset(spec.name for spec in specs)
     state = NodeState(
         cluster=cluster,
         settings=settings,
-        store=parts.store if parts.store is not None else make_store(settings),
+        store=_node_store(parts, settings, names),
         parts=parts,
         clock=parts.clock,
-        planned=frozenset(spec.name for spec in specs),
+        planned=names,
     )
-    names = state.planned
     for observer in parts.observers:
         state.transitions.add(observer)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(state.store.close)
-        await _open_store(state.store)
-        if settings.influx_url and parts.store is None:
+        if state.store is not None:
+            stack.push_async_callback(state.store.close)
+            await _open_store(state.store)
+        if settings.influx_url and parts.store is None and _maintains_store(state):
             from ecocluster.deploy.influx_setup import influx_maintenance
 
             # Retention policies and downsampling; never fatal at start (InfluxDB 2.x/3.x).
@@ -173,6 +177,26 @@ async def node_lifespan(
         yield state
 
 
+def _node_store(parts: NodeParts, settings: Settings, names: frozenset[str]) -> Store | None:
+    """The composition's store, or the configured one when a stage here uses it."""
+    from ecocluster.ingest.stores import make_store
+
+    if parts.store is not None:
+        return parts.store
+    return make_store(settings) if names & _STORE_READERS else None
+
+
+def _maintains_store(state: NodeState) -> bool:
+    """Retention and downsampling run in one node of a layout: any node with the store
+    unless partitioned, then ingest worker 0 (the others would repeat the same work)."""
+    from ecocluster.stages import worker_share
+
+    if state.store is None:
+        return False
+    partition = worker_share(state.settings).partition
+    return partition is None or partition.count == 1 or partition.index == 0
+
+
 async def _open_store(store: Store) -> None:
     """A store that is away at start is not fatal: ingest spools, readers answer 503."""
     try:
@@ -183,12 +207,14 @@ async def _open_store(store: Store) -> None:
 
 async def _publish_transitions(state: NodeState, stack: contextlib.AsyncExitStack) -> None:
     """No alert stage in this node: transitions go out over MQTT (QoS 1) to the one that
-    runs elsewhere (`{prefix}/_alerts/{site}/{rule}`)."""
+    runs elsewhere (`{prefix}/_alerts/{site}/{rule}`), from a client id of this worker's
+    own (`{mqtt_client_id}-rules[-p0of2|-aggregate]`)."""
     from ecocluster.rules.publish import MqttTransitionPublisher
+    from ecocluster.stages import worker_share
 
     settings = state.settings
     publisher = MqttTransitionPublisher.from_settings(
-        settings, client_id=f"{settings.mqtt_client_id}-rules"
+        settings, client_id=worker_share(settings).named(f"{settings.mqtt_client_id}-rules")
     )
     await publisher.start()
     stack.push_async_callback(publisher.close)
@@ -207,6 +233,7 @@ async def run_node(
     """Run the planned stages until `stop` is set, SIGINT/SIGTERM arrives or a stage fails
     (`StageFailed`, one line). Stopping cancels the stages; each flushes on its way out."""
     specs = plan(only)
+    check_partition(specs, settings, cluster)
     stop = stop or asyncio.Event()
     with _stop_on_signals(stop):
         async with node_lifespan(cluster, settings, specs, parts) as state:

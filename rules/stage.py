@@ -21,6 +21,13 @@ pending/firing state every `snapshot_every_s` and on shutdown.
 Transitions go to every `TransitionSink` in `sinks`: the alert service in the same node, or
 the MQTT publisher (`rules/publish.py`) for an alert stage elsewhere. The sinks' own
 connections are opened and closed by the node runtime, not by this stage.
+
+A rules worker of its own (`ecocluster run --only rules [--partition k/n]`) has no ingest
+to call it: `use_feed(BrokerFeed(…, sink=stage))` gives it one that reads the broker
+(`rules/broker_feed.py`), started by `run()` once the saved state is restored. `view` (a
+`WorkerShare.rules_view`) narrows the cluster to the worker's sites and rules, at start and
+at every reload; the snapshot then also records which sites and how many series this
+worker holds (`"worker"`), so one owner per meter can be checked from the files.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ import time
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
+from typing import Any, Protocol
 
 from ecocluster.core.registry import Cluster, load_cluster
 from ecocluster.core.types import DeviceStatus, ReadingBatch
 from ecocluster.core.yamlsource import ConfigError
+from ecocluster.rules.catalog import parse_rules
 from ecocluster.rules.engine import RuleEngine
 from ecocluster.rules.snapshot import load_snapshot, save_snapshot
 from ecocluster.rules.transitions import Transition, TransitionSink
@@ -49,6 +58,12 @@ _log = logging.getLogger(__name__)
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class Feed(Protocol):
+    """Where a stage without ingest in its process gets readings (`BrokerFeed`)."""
+
+    async def run(self, ready: asyncio.Event | None = None) -> None: ...
 
 
 class StageState(Enum):
@@ -67,6 +82,8 @@ class RulesStage:
     event_time: tick at the newest reading's time instead of `clock()`.
     snapshot_path: where pending/firing state is kept across restarts (None: not kept).
     instant: evaluate `for: 0` thresholds on the latest value as readings arrive.
+    view: narrows every loaded cluster to this worker's sites and rules (partitions).
+    worker: a name for this worker's share (`0/2`, `aggregate`), kept in the snapshot.
     """
 
     name = "rules"
@@ -85,8 +102,13 @@ class RulesStage:
         watch_s: float = 2.0,
         window: WindowConfig | None = None,
         instant: bool = True,
+        view: Callable[[Cluster], Cluster] | None = None,
+        worker: str | None = None,
     ) -> None:
-        self.engine = RuleEngine(cluster, window=window)
+        self.view = view or (lambda c: c)
+        self.worker = worker
+        self.feed: Feed | None = None
+        self.engine = RuleEngine(self.view(cluster), window=window)
         self.instant = instant
         self.sinks = list(sinks)
         self.config_path = config_path or cluster.source
@@ -144,7 +166,9 @@ class RulesStage:
             return False
         self._config_mtime = self._mtime()
         try:
-            report = self.engine.reload(load_cluster(self.config_path))
+            cluster = load_cluster(self.config_path)
+            parse_rules(cluster)  # every rule, also those another worker runs
+            report = self.engine.reload(self.view(cluster))
         except ConfigError as exc:
             for issue in exc.issues:
                 _log.error("rules reload refused: %s", issue)
@@ -170,7 +194,25 @@ class RulesStage:
 
     def save(self) -> None:
         if self.snapshot_path is not None:
-            save_snapshot(self.snapshot_path, self.engine.snapshot())
+            snapshot = self.engine.snapshot()
+            if self.worker is not None:
+                snapshot["worker"] = self.worker_info()
+            save_snapshot(self.snapshot_path, snapshot)
+
+    def worker_info(self) -> dict[str, Any]:
+        """Which share this worker holds: its sites, series and rules (for the snapshot)."""
+        return {
+            "share": self.worker,
+            "sites": [s.id for s in self.engine.cluster.sites],
+            "series": len(self.engine.table),
+            "rules": [k.spec.name for k in self.engine.kernels],
+        }
+
+    def use_feed(self, feed: Feed) -> None:
+        """Readings come from `feed` (run by `run()` after the state is restored)."""
+        if self.state is not StageState.NEW:
+            raise RuntimeError("use_feed: the stage is already running")
+        self.feed = feed
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self, ready: asyncio.Event) -> None:
@@ -181,31 +223,46 @@ class RulesStage:
         if self.snapshot_path is not None and (saved := load_snapshot(self.snapshot_path)):
             _log.info("rules state restored for %d targets", self.engine.restore(saved))
         hup = self._install_sighup()
-        ready.set()
-        last_save = last_watch = time.monotonic()
         try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._reload_requested.wait(), self.tick_s)
-                mono = time.monotonic()
-                if self._reload_requested.is_set() or (
-                    mono - last_watch >= self.watch_s and self._mtime() != self._config_mtime
-                ):
-                    self._reload_requested.clear()
-                    self.reload()
-                    last_watch = mono
-                if self._pending_emit:
-                    emitted, self._pending_emit = self._pending_emit, []
-                    await self._emit(emitted)
-                await self.tick()
-                if self.snapshot_path is not None and mono - last_save >= self.snapshot_every_s:
-                    self.save()
-                    last_save = mono
+            if self.feed is None:
+                ready.set()
+                await self._loop()
+            else:
+                await self._run_with_feed(self.feed, ready)
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self.save()
             self.state = StageState.CLOSED
+
+    async def _run_with_feed(self, feed: Feed, ready: asyncio.Event) -> None:
+        """The feed and the ticks side by side; ready once the feed is subscribed."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(feed.run(ready), name="rules.feed")
+                tasks.create_task(self._loop(), name="rules.ticks")
+        except* Exception as group:
+            raise group.exceptions[0] from None  # one clear error, not a group
+
+    async def _loop(self) -> None:
+        last_save = last_watch = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_requested.wait(), self.tick_s)
+            mono = time.monotonic()
+            if self._reload_requested.is_set() or (
+                mono - last_watch >= self.watch_s and self._mtime() != self._config_mtime
+            ):
+                self._reload_requested.clear()
+                self.reload()
+                last_watch = mono
+            if self._pending_emit:
+                emitted, self._pending_emit = self._pending_emit, []
+                await self._emit(emitted)
+            await self.tick()
+            if self.snapshot_path is not None and mono - last_save >= self.snapshot_every_s:
+                self.save()
+                last_save = mono
 
     def request_reload(self) -> None:
         """Reload at the next turn of the loop (what SIGHUP does)."""
