@@ -130,7 +130,7 @@ class AlertStage:
         settings = s.model_copy(
             update={"mqtt_client_id": client_id, "ingest_share_group": s.alert_share_group}
         )
-        subscriber = MqttSubscriber(settings, batch_size=500, max_wait_s=0.005)
+        subscriber = MqttSubscriber(settings, batch_size=500, max_wait_s=0.005, name="alerts")
         subscriber.filters = [alerts_filter(s.topic_prefix, s.alert_share_group)]
         async with subscriber:
             await subscriber.wait_subscribed()

@@ -68,7 +68,9 @@ class MqttLive:
 
     async def run(self, ready: asyncio.Event) -> None:
         await self.seed()
-        subscriber = MqttSubscriber(self.settings, batch_size=2000, max_wait_s=0.02)
+        subscriber = MqttSubscriber(
+            self.settings, batch_size=2000, max_wait_s=0.02, name="api live"
+        )
         async with subscriber:
             await subscriber.wait_subscribed()
             ready.set()

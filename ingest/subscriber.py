@@ -83,8 +83,11 @@ class MqttSubscriber:
         flush_at: int | None = None,
         max_wait_s: float | None = None,
         max_buffered: int = 200_000,
+        name: str = "ingest",
     ) -> None:
         self.settings = settings
+        #: Who is connecting, in log lines ("ingest", "rules feed", "alerts", "api live").
+        self.name = name
         self.filters = topic_filters(settings)
         self.qos = settings.mqtt_qos
         self.v5 = settings.mqtt_protocol == "5"
@@ -99,7 +102,7 @@ class MqttSubscriber:
             target=settings.mqtt,
             client_id=settings.mqtt_client_id,
             v5=self.v5,
-            name="ingest",
+            name=name,
             keepalive_s=settings.mqtt_keepalive_s,
             session_expiry_s=settings.mqtt_session_expiry_s,
             receive_maximum=settings.mqtt_receive_maximum,
@@ -121,7 +124,7 @@ class MqttSubscriber:
     async def __aenter__(self) -> MqttSubscriber:
         if self._task is not None or self._closed:
             raise RuntimeError("an MqttSubscriber runs once; create a new one")
-        self._task = asyncio.create_task(self._run(), name="ingest.mqtt")
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}.mqtt")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -126,6 +126,7 @@ class BrokerFeed:
             batch_size=settings.ingest_batch_size,
             flush_at=min(window, settings.ingest_batch_size),
             max_wait_s=_MAX_WAIT_S,
+            name="rules feed",
         )
         #: Totals since start (also in `metrics`), for logs and tests.
         self.consumed = 0
