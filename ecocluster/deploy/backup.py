@@ -64,7 +64,7 @@ class _Item:
 ITEMS: tuple[_Item, ...] = (
     _Item("alerts.sqlite", "sqlite", "alert database: alerts, audit trail, outbox"),
     _Item("api-tokens.sqlite", "sqlite", "API tokens", secret=True),
-    _Item("rules-state.json", "file", "rule engine pending/firing state"),
+    _Item("rules-state*.json", "file", "rule engine pending/firing state (one per rules worker)"),
     _Item("registers.json", "file", "register baselines (consumption deltas)"),
     _Item("receipt-stamps.jsonl", "file", "receipt times of readings without one"),
     _Item("influx-downsample.json", "file", "downsampling watermark"),
@@ -121,10 +121,13 @@ def _collect(
         if item.pattern == "alerts.sqlite":
             sources = [alert_path] if alert_path is not None and alert_path.exists() else []
         else:
-            sources = sorted(data_dir.glob(item.pattern))
+            sources = _sources(data_dir, item.pattern)
         for source in sources:
-            name = "alerts.sqlite" if item.pattern == "alerts.sqlite" else source.name
-            target = stage / _DATA / name
+            if item.pattern == "alerts.sqlite":
+                target = stage / _DATA / "alerts.sqlite"
+            else:
+                target = stage / _DATA / source.relative_to(data_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
             if item.kind == "sqlite":
                 sqlite_snapshot(source, target)
             elif item.kind == "dir":
@@ -133,6 +136,12 @@ def _collect(
                 shutil.copy2(source, target)
             entries.extend(_entries(target, stage, item))
     return entries, notes
+
+
+def _sources(data_dir: Path, pattern: str) -> list[Path]:
+    """The item in the data dir and in each partitioned worker's folder (`p0of3/…`: ingest
+    workers started with `--partition` keep their spool and registers there)."""
+    return sorted(data_dir.glob(pattern)) + sorted(data_dir.glob(f"p*of*/{pattern}"))
 
 
 def _entries(target: Path, stage: Path, item: _Item) -> list[dict[str, Any]]:

@@ -169,3 +169,28 @@ def test_archive_is_verified_and_never_overwrites_by_accident(cluster, tmp_path:
     with pytest.raises(BackupError, match=r"spool/00000001\.seg is missing or corrupt"):
         restore_backup(tampered, tmp_path / "other")
     assert not (tmp_path / "other" / "spool").exists()
+
+
+def test_partitioned_workers_state_is_backed_up_and_restored(tmp_path: Path) -> None:
+    """Workers started with `--partition k/n` keep their spool and registers in `p{k}of{n}/`
+    and their rule state in `rules-state-p{k}of{n}.json`: all of it is state to keep."""
+    data = tmp_path / "data"
+    for share in ("p0of2", "p1of2"):
+        (data / share / "spool").mkdir(parents=True)
+        (data / share / "spool" / "00000001.seg").write_bytes(f"{share} pending".encode())
+        (data / share / "registers.json").write_text(f'{{"{share}": 1}}')
+        (data / f"rules-state-{share}.json").write_text(f'{{"rules": "{share}"}}')
+    (data / "p0of2" / "dead-letters.jsonl").write_text("{}\n")  # a log: left out
+    manifest = make_backup(data, tmp_path / "b.tar.gz")
+    names = {e["name"] for e in manifest["items"]}
+    assert names == {
+        "rules-state-p0of2.json", "rules-state-p1of2.json",
+        "p0of2/registers.json", "p1of2/registers.json",
+        "p0of2/spool/00000001.seg", "p1of2/spool/00000001.seg",
+    }  # fmt: skip
+    fresh = tmp_path / "fresh"
+    restore_backup(tmp_path / "b.tar.gz", fresh)
+    assert (fresh / "p1of2" / "spool" / "00000001.seg").read_bytes() == b"p1of2 pending"
+    assert (fresh / "p0of2" / "registers.json").read_text() == '{"p0of2": 1}'
+    assert (fresh / "rules-state-p1of2.json").exists()
+    assert not (fresh / "p0of2" / "dead-letters.jsonl").exists()

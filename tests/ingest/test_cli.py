@@ -27,3 +27,18 @@ def test_dead_letters_command_counts_and_shows(
         app, ["dead-letters", "--config", str(small_cluster_path), "--reason", "not_json"]
     )
     assert "future" not in only.output and "not_json" in only.output
+
+
+def test_dead_letters_command_reads_every_partitioned_worker(
+    tmp_path: Path, small_cluster_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest workers started with `--partition k/n` keep their logs in `p{k}of{n}/`."""
+    monkeypatch.setenv("ECOCLUSTER_DATA_DIR", str(tmp_path))
+    for share, reason in (("p0of2", "not_json"), ("p1of2", "unknown_meter")):
+        log = DeadLetterLog(tmp_path / share / "dead-letters.jsonl", max_bytes=1 << 20)
+        log.record(f"eco/{share}/em-01/data", reason, f"{reason} in {share}", payload=b"x")
+        log.close()
+    result = CliRunner().invoke(app, ["dead-letters", "--config", str(small_cluster_path)])
+    assert result.exit_code == 0, result.output
+    assert "not_json" in result.output and "unknown_meter" in result.output
+    assert "eco/p0of2/em-01/data" in result.output and "eco/p1of2/em-01/data" in result.output
