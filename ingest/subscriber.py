@@ -34,7 +34,13 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
-from ecocluster.core.mqtt import MqttConfigError, MqttRefused, MqttTls, MqttUnavailable
+from ecocluster.core.mqtt import (
+    MqttConfigError,
+    MqttPartlySubscribed,
+    MqttRefused,
+    MqttTls,
+    MqttUnavailable,
+)
 from ecocluster.core.mqtt_wire import ConnAck, puback_packets, subscribe_packet
 from ecocluster.core.settings import Settings
 from ecocluster.core.types import is_valid_id
@@ -310,10 +316,12 @@ class MqttSubscriber:
                 " check the ACL of our user"
             )
         if refused:
-            _log.error(
-                "broker %s refused subscriptions to %s",
-                target,
-                ", ".join(f"{f} ({c:#04x})" for f, c in refused),
+            raise MqttPartlySubscribed(
+                f"broker {target} refused {len(refused)} of our {len(self.filters)}"
+                f" subscriptions ({', '.join(f'{f} {c:#04x}' for f, c in refused[:3])}"
+                f"{', …' if len(refused) > 3 else ''}): not running with part of our topics;"
+                " check the broker's ACL for our user (on nats-server: one session's"
+                " subscriptions share at most 65,535 max_ack_pending)"
             )
         downgraded = [f for f, c in zip(self.filters, codes, strict=False) if c < self.qos]
         if downgraded:

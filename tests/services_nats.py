@@ -39,11 +39,15 @@ MQTT_STREAMS = frozenset({"$MQTT_sess", "$MQTT_msgs", "$MQTT_rmsgs"})
 class NatsServer(_Process):
     name = "nats-server"
 
-    def __init__(self, workdir: Path, *, mqtt_port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, mqtt_port: int | None = None, max_ack_pending: int = 1000
+    ) -> None:
         super().__init__(workdir)
         self.binary = require_binary("nats-server")
         self.port = free_port()
         self.mqtt_port = mqtt_port or free_port()
+        #: Per subscription; one session's subscriptions may hold at most 65,535 in total.
+        self.max_ack_pending = max_ack_pending
 
     @property
     def url(self) -> str:
@@ -56,8 +60,8 @@ class NatsServer(_Process):
             f'server_name: "ecocluster-test-{self.mqtt_port}"\n'
             f"listen: 127.0.0.1:{self.port}\n"
             f'jetstream {{ store_dir: "{store}" }}\n'
-            f"mqtt {{ host: 127.0.0.1, port: {self.mqtt_port}, max_ack_pending: 1000,"
-            ' ack_wait: "10s" }\n'  # redeliver after 10 s, not 30 (see NatsNode)
+            f"mqtt {{ host: 127.0.0.1, port: {self.mqtt_port},"
+            f' max_ack_pending: {self.max_ack_pending}, ack_wait: "10s" }}\n'  # redeliver after 10 s, not 30 (see NatsNode)
         )
 
     def command(self) -> list[str]:

@@ -11,6 +11,8 @@ EcoclusterError
           x MqttSessionTakenOver  another client connected with our client id
       x MqttProtocolError    (TransientError) the broker sent bytes we cannot parse: drop
                              the connection, reconnect
+      x MqttPartlySubscribed (TransientError) some of our subscriptions were refused: never
+                             run with part of our topics; reconnect until all are granted
       x MqttRefused          (FatalError) credentials refused, not authorised, banned
       x MqttConfigError      (FatalError) retrying cannot help until a setting changes
                              (broker without MQTT 5, shared subscriptions or QoS 1)
@@ -39,6 +41,7 @@ __all__ = [
     "PROTOCOL_HINT",
     "MqttConfigError",
     "MqttError",
+    "MqttPartlySubscribed",
     "MqttProtocolError",
     "MqttRefused",
     "MqttSessionTakenOver",
@@ -65,6 +68,12 @@ class MqttSessionTakenOver(MqttUnavailable):
 
 class MqttProtocolError(MqttError, TransientError):
     """The broker sent something this client cannot parse or did not expect."""
+
+
+class MqttPartlySubscribed(MqttError, TransientError):
+    """The broker granted some of our subscriptions and refused others (an ACL that covers
+    only part of our topics, a broker out of resources): running on would silently drop the
+    refused sites' readings, so the client disconnects and retries, logging the filters."""
 
 
 class MqttRefused(MqttError, FatalError):

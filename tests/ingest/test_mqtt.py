@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from ecocluster.core.errors import FatalError, TransientError, describe
 from ecocluster.core.mqtt import (
     MqttConfigError,
+    MqttPartlySubscribed,
     MqttProtocolError,
     MqttRefused,
     MqttUnavailable,
@@ -584,3 +585,43 @@ async def test_two_ingestors_with_one_client_id_back_off_and_say_why(
     assert connections <= 8
     assert "same client id 'same-id'" in caplog.text
     assert "two nodes sharing ECOCLUSTER_MQTT_CLIENT_ID" in caplog.text
+
+
+@pytest.mark.e2e
+async def test_a_partly_refused_subscription_is_never_run_with(
+    ingest_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker that grants some of our filters and refuses others (here nats-server: one
+    session's subscriptions share at most 65,535 `max_ack_pending`, so with 30,000 each the
+    third is refused) must not leave ingest running without the refused sites: it retries
+    and says which filters; with room for all of them it subscribes."""
+    from tests.services_nats import NatsServer
+
+    s = ingest_settings.model_copy(update={"mqtt_protocol": "3.1.1", "ingest_sites": ["s1", "s2"]})
+    tight = NatsServer(tmp_path_factory.mktemp("nats-tight"), max_ack_pending=30_000)
+    tight.start()
+    try:
+        s_tight = s.model_copy(update={"mqtt_url": _secret(tight.url)})
+        async with MqttSubscriber(s_tight) as sub:
+            with pytest.raises(TimeoutError):  # never "subscribed" with part of the topics
+                await asyncio.wait_for(sub.wait_subscribed(), 4)
+    finally:
+        tight.stop()
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert said and "of our 6 subscriptions" in said[0], said
+    assert f"{s.topic_prefix}/s2/+/senml" in said[0], said  # a refused one is named
+    roomy = NatsServer(tmp_path_factory.mktemp("nats-roomy"), max_ack_pending=1000)
+    roomy.start()
+    try:
+        s_roomy = s.model_copy(update={"mqtt_url": _secret(roomy.url)})
+        async with MqttSubscriber(s_roomy) as sub:
+            await asyncio.wait_for(sub.wait_subscribed(), 30)
+    finally:
+        roomy.stop()
+
+
+def test_partly_subscribed_is_transient_and_names_the_filters() -> None:
+    exc = MqttPartlySubscribed("broker x refused 1 of our 6 subscriptions (eco/s2/+/data 0x80)")
+    assert isinstance(exc, TransientError) and not isinstance(exc, FatalError)
