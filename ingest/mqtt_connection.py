@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,8 @@ class ClientOptions:
     receive_maximum: int | None = 65535
     max_packet_size: int | None = None
     tls: MqttTls | None = None
+    #: Other nodes of the same broker cluster: after a failed attempt the next one is tried.
+    fallbacks: tuple[MqttTarget, ...] = ()
 
 
 class ConnectionLoop:
@@ -81,6 +84,8 @@ class ConnectionLoop:
         on_connected: Callable[[MqttProtocol, ConnAck], Awaitable[None]],
     ) -> None:
         self.options = options
+        self._targets = (options.target, *options.fallbacks)
+        self._at = 0  # index of the broker node tried next
         self._make_protocol = make_protocol
         self._on_connected = on_connected
         self.generation = 0
@@ -105,6 +110,7 @@ class ConnectionLoop:
             except MqttError as exc:
                 now = time.monotonic()
                 down_since = down_since if down_since is not None else now
+                self._at = (self._at + 1) % len(self._targets)  # the next node, if any
                 delay = self._backoff.next_delay()
                 if now - last_log >= _LOG_EVERY_S:
                     last_log = now
@@ -135,8 +141,15 @@ class ConnectionLoop:
         close_quietly(self._opening)
 
     # -- one connection -----------------------------------------------------------------------
+    @property
+    def target(self) -> MqttTarget:
+        """The broker node this client is connected to, or tries next."""
+        return self._targets[self._at]
+
     async def _connect(self) -> tuple[MqttProtocol, ConnAck]:
         o, loop = self.options, asyncio.get_running_loop()
+        if self._at:  # on a fallback node: name it in every message of this connection
+            o = dataclasses.replace(o, target=self.target)
         self.generation += 1
         proto = self._make_protocol(self.generation)
         self._opening = proto
@@ -183,7 +196,7 @@ class ConnectionLoop:
         except MqttUnavailable as exc:
             hint = f" (a broker that speaks only MQTT 3.1.1 may do that: {PROTOCOL_HINT})"
             raise MqttUnavailable(
-                f"broker {self.options.target} closed the connection before its CONNACK"
+                f"broker {self.target} closed the connection before its CONNACK"
                 + (hint if self.options.v5 else "")
             ) from exc
 
@@ -206,13 +219,13 @@ class ConnectionLoop:
             _log.warning(
                 "%s: broker %s lost our session: messages sent while we were away may be lost",
                 o.name,
-                o.target,
+                self.target,
             )
         self._ever_connected = True
         _log.info(
             "%s: connected to %s as %r (MQTT %s, session present: %s)",
             o.name,
-            o.target,
+            self.target,
             o.client_id,
             "5" if o.v5 else "3.1.1",
             connack.session_present,
@@ -265,7 +278,7 @@ class ConnectionLoop:
             _log.warning(
                 "%s: lost the broker %s (%s); reconnecting in %.1f s",
                 o.name,
-                o.target,
+                self.target,
                 describe(why) if why is not None else "closed",
                 delay,
             )

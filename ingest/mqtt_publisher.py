@@ -69,6 +69,7 @@ class MqttPublisher:
         keepalive_s: int = 30,
         max_queued: int = 10_000,
         name: str = "publisher",
+        fallbacks: tuple[MqttTarget, ...] = (),
     ) -> None:
         self.v5 = protocol == "5"
         self.max_queued = max_queued
@@ -81,6 +82,7 @@ class MqttPublisher:
             clean_start=True,
             receive_maximum=None,
             tls=tls,
+            fallbacks=fallbacks,
         )
         self._loop = ConnectionLoop(self.options, self._new_protocol, self._on_connected)
         self._queue: collections.deque[_Outgoing] = collections.deque()  # not yet sent
@@ -141,7 +143,7 @@ class MqttPublisher:
                 "%s: closed with %d messages not acknowledged by %s; they are lost",
                 self.options.name,
                 len(unsent),
-                self.options.target,
+                self._loop.target,
             )
         for m in unsent:
             m.done.set_exception(MqttUnavailable("publisher closed before the broker acked"))
@@ -195,7 +197,7 @@ class MqttPublisher:
             raise ValueError("MqttPublisher sends QoS 0 or 1")
         if self.queued >= self.max_queued:
             raise MqttQueueFull(
-                f"{self.options.name}: {self.queued} messages queued for {self.options.target}"
+                f"{self.options.name}: {self.queued} messages queued for {self._loop.target}"
                 " (the broker has been away too long)"
             )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -253,7 +255,7 @@ class MqttPublisher:
         """Bind to the broker's limits, resend the unacknowledged (DUP), then the rest."""
         if self.v5 and connack.maximum_qos < 1:
             raise MqttConfigError(
-                f"broker {self.options.target} allows QoS 0 only; {self.options.name} needs"
+                f"broker {self._loop.target} allows QoS 0 only; {self.options.name} needs"
                 " QoS 1 (Maximum QoS 0 in its CONNACK)"
             )
         self._window = connack.receive_maximum if self.v5 else 65535
@@ -274,12 +276,12 @@ class MqttPublisher:
         if code >= 0x80 and not m.done.done():
             error: MqttError = (
                 MqttRefused(
-                    f"broker {self.options.target} refused a message on {m.topic.decode()!r}:"
+                    f"broker {self._loop.target} refused a message on {m.topic.decode()!r}:"
                     " not authorised (check the ACL of our user)"
                 )
                 if code == 0x87
                 else MqttUnavailable(
-                    f"broker {self.options.target} refused a message on"
+                    f"broker {self._loop.target} refused a message on"
                     f" {m.topic.decode()!r} (PUBACK reason {code:#04x})"
                 )
             )

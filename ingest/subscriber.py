@@ -114,6 +114,7 @@ class MqttSubscriber:
             receive_maximum=settings.mqtt_receive_maximum,
             max_packet_size=settings.max_payload_bytes + PACKET_OVERHEAD,
             tls=MqttTls.from_settings(settings),
+            fallbacks=settings.mqtt_fallbacks,
         )
         self._loop = ConnectionLoop(self.options, self._new_protocol, self._subscribe)
         self._buffer: collections.deque[Inbound] = collections.deque()
@@ -281,7 +282,7 @@ class MqttSubscriber:
     async def _subscribe(self, proto: MqttProtocol, connack: ConnAck) -> None:
         """After each CONNACK: check what the broker allows, then SUBSCRIBE and wait for
         the SUBACK (the session's backlog may already be arriving meanwhile)."""
-        target, share = self.options.target, self.settings.ingest_share_group
+        target, share = self._loop.target, self.settings.ingest_share_group
         if self.v5 and share and not connack.shared_subscription_available:
             raise MqttConfigError(
                 f"broker {target} does not support shared subscriptions (CONNACK), but"
@@ -303,7 +304,7 @@ class MqttSubscriber:
         self._subscribed.set()
 
     def _check_suback(self, codes: list[int]) -> None:
-        target, share = self.options.target, self.settings.ingest_share_group
+        target, share = self._loop.target, self.settings.ingest_share_group
         refused = [(f, c) for f, c in zip(self.filters, codes, strict=False) if c >= 0x80]
         if share and any(c == _NO_SHARED for _, c in refused):
             raise MqttConfigError(

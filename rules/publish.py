@@ -52,6 +52,7 @@ class MqttTransitionPublisher:
         tls: MqttTls | None = None,
         ack_timeout_s: float = 10.0,
         max_queued: int = 10_000,
+        fallbacks: tuple[MqttTarget, ...] = (),
     ) -> None:
         self.prefix = prefix
         self.ack_timeout_s = ack_timeout_s
@@ -62,6 +63,7 @@ class MqttTransitionPublisher:
             tls=tls,
             max_queued=max_queued,
             name="rules publisher",
+            fallbacks=fallbacks,
         )
 
     @classmethod
@@ -72,6 +74,7 @@ class MqttTransitionPublisher:
             client_id=client_id,
             protocol=settings.mqtt_protocol,
             tls=MqttTls.from_settings(settings),
+            fallbacks=settings.mqtt_fallbacks,
         )
 
     async def __aenter__(self) -> MqttTransitionPublisher:

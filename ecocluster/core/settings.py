@@ -4,6 +4,7 @@ over defaults. Secrets are `SecretStr`: they print as `**********` and never rea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
 
     # connections
     mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    #: Further nodes of the same broker cluster, tried in turn when the current one cannot
+    #: be reached (JSON list in the environment); without user:pass they log in as mqtt_url.
+    mqtt_fallback_urls: list[SecretStr] = Field(default_factory=list, max_length=16)
     mqtt_client_id: str = "ecocluster-ingest"
     topic_prefix: str = Field(default="eco", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     influx_url: str | None = None
@@ -190,6 +194,13 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("mqtt_fallback_urls")
+    @classmethod
+    def _valid_fallback_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for url in value:
+            _parse_mqtt_url(url.get_secret_value())
+        return value
+
     @field_validator("mqtt_url")
     @classmethod
     def _valid_mqtt_url(cls, value: SecretStr) -> SecretStr:
@@ -243,6 +254,18 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         return _parse_mqtt_url(self.mqtt_url.get_secret_value())
+
+    @property
+    def mqtt_fallbacks(self) -> tuple[MqttTarget, ...]:
+        """The other nodes of the broker cluster, with mqtt_url's login where they have none."""
+        main = self.mqtt
+        out = []
+        for url in self.mqtt_fallback_urls:
+            target = _parse_mqtt_url(url.get_secret_value())
+            if target.username is None:
+                target = dataclasses.replace(target, username=main.username, password=main.password)
+            out.append(target)
+        return tuple(out)
 
     @classmethod
     def settings_customise_sources(

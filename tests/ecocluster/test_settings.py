@@ -48,3 +48,25 @@ def test_bad_settings_name_the_setting_without_echoing_secrets(
     assert "'mqtt_url'" in text and "'api_port'" in text and "'colour'" in text
     assert "unknown setting" in text
     assert "hunter2" not in text
+
+
+def test_fallback_broker_urls_inherit_the_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECOCLUSTER_MQTT_URL", "mqtt://ingest:s3cret@node-1:1883")
+    monkeypatch.setenv(
+        "ECOCLUSTER_MQTT_FALLBACK_URLS", '["mqtt://node-2:1884", "mqtts://other:pw@node-3"]'
+    )
+    s = load_settings()
+    second, third = s.mqtt_fallbacks
+    assert (second.host, second.port, second.username) == ("node-2", 1884, "ingest")
+    assert second.password is not None and second.password.get_secret_value() == "s3cret"
+    assert (third.username, third.port, third.tls) == ("other", 8883, True)
+    assert "s3cret" not in repr(s) and "pw@" not in repr(s)
+
+
+def test_a_bad_fallback_url_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ECOCLUSTER_MQTT_FALLBACK_URLS", '["http://u:hunter2@node-2"]')
+    with pytest.raises(ValueError, match="mqtt_fallback_urls") as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)

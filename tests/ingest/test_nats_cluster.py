@@ -315,3 +315,47 @@ async def test_partitioned_workers_survive_a_broker_node_kill(
     for k, rows in enumerate(stored):  # each worker stored exactly its own sites
         assert {site for site, *_ in rows} == set(owned[k])
         assert len(rows) == PER_SITE * len(owned[k])
+
+
+async def test_a_subscriber_fails_over_to_another_node_with_its_session(
+    nats_cluster: NatsCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`mqtt_fallback_urls`: the node a subscriber is on dies and stays dead; the subscriber
+    moves to the next node, where its persistent session (replicated in JetStream) still
+    holds its subscriptions and the QoS 1 messages published meanwhile."""
+    from pydantic import SecretStr
+
+    from ecocluster.ingest.subscriber import MqttSubscriber
+
+    prefix = f"f{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        {
+            "mqtt_url": nats_cluster.urls[1],
+            "mqtt_fallback_urls": [SecretStr(nats_cluster.urls[2])],
+            "mqtt_protocol": "3.1.1",
+            "mqtt_client_id": f"failover-{uuid.uuid4().hex[:6]}",
+            "topic_prefix": prefix,
+            "ingest_sites": [SITES[0]],
+            "ingest_flush_ms": 20,
+        }
+    )
+    topic = f"{prefix}/{SITES[0]}/em-00/data"
+    received: set[bytes] = set()
+    async with MqttSubscriber(settings) as sub:
+        await asyncio.wait_for(sub.wait_subscribed(), 60)
+        assert sub._loop.target.port == nats_cluster.mqtt_ports[1]
+        nats_cluster.kill(1)  # and it stays dead
+        payloads = [orjson.dumps({"ts": i, "m": {"power_w": i}}) for i in range(200)]
+        field = Client(nats_cluster.mqtt_ports[0])
+        await asyncio.to_thread(field.publish, topic, payloads)
+        field.close()
+        deadline = time.monotonic() + 60
+        while len(received) < len(payloads) and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    batch = await sub.next_batch()
+                    received.update(m.payload for m in batch)
+                    sub.ack(batch)
+        assert sub._loop.target.port == nats_cluster.mqtt_ports[2]
+    assert received == set(payloads), f"{len(received)} of {len(payloads)}"
+    assert not [r for r in caplog.records if "lost our session" in r.getMessage()]
