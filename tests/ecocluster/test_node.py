@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 from ecocluster.cli import app
 from ecocluster.core.registry import load_cluster
 from ecocluster.core.settings import load_settings
-from ecocluster.node import NodeState, StageFailed, _guarded, run_node
+from ecocluster.node import StageFailed, _guarded
 from ecocluster.stages import STAGES, StagePlanError, plan
+from tests.ecocluster.nodes import running_node
 from tests.services import HttpReceiver, MosquittoServer, free_port
 
 CLUSTER = """\
@@ -129,28 +130,12 @@ async def test_overload_published_by_a_meter_comes_out_as_an_alert(
         }
     )
     watcher = _AlertWatcher(mosquitto.port, topic_prefix)
-    stop = asyncio.Event()
-    states: list[NodeState] = []
-    node = asyncio.create_task(
-        run_node(
-            load_cluster(cluster_path),
-            settings,
-            ["ingest", "rules"],  # no alert stage here: transitions go out on MQTT
-            stop=stop,
-            on_ready=states.append,
-        )
-    )
     try:
-        for _ in range(300):
-            if states or node.done():
-                break
-            await asyncio.sleep(0.05)
-        assert states, "node never became ready"
-        _publish_overload(mosquitto.port, topic_prefix)
-        assert await asyncio.to_thread(watcher.got.wait, 20), "no alert arrived"
+        # no alert stage here: transitions go out on MQTT
+        async with running_node(load_cluster(cluster_path), settings, ["ingest", "rules"]) as state:
+            _publish_overload(mosquitto.port, topic_prefix)
+            assert await asyncio.to_thread(watcher.got.wait, 20), "no alert arrived"
     finally:
-        stop.set()
-        await asyncio.wait_for(node, 20)
         watcher.close()
     (alert,) = watcher.alerts
     assert alert["topic"] == f"{topic_prefix}/_alerts/s1/overload"
@@ -158,7 +143,6 @@ async def test_overload_published_by_a_meter_comes_out_as_an_alert(
     assert alert["labels"]["meter"] == "em-01"  # type: ignore[index]
     assert (tmp_path / "data" / "rules-state.json").exists()  # pending/firing state is kept
     # One shared state: ingest wrote to the node's store and counted in the node's registry.
-    (state,) = states
     assert set(state.stages) == {"ingest", "rules"}
     assert state.stages["ingest"].store is state.store  # type: ignore[attr-defined]
     assert state.engine is state.stages["rules"].engine  # type: ignore[attr-defined]
@@ -192,29 +176,15 @@ routes:
             "ingest_flush_ms": 50,
         }
     )
-    stop = asyncio.Event()
-    states: list[NodeState] = []
-    node = asyncio.create_task(
-        run_node(load_cluster(path), settings, None, stop=stop, on_ready=states.append)
-    )
-    try:
-        for _ in range(300):
-            if states or node.done():
-                break
-            await asyncio.sleep(0.05)
-        assert states, "node never became ready"
+    async with running_node(load_cluster(path), settings) as state:
         before = len(http_receiver.requests)
         _publish_overload(mosquitto.port, topic_prefix)
         got = await asyncio.to_thread(http_receiver.wait_for, before + 1, 20)
-    finally:
-        stop.set()
-        await asyncio.wait_for(node, 30)
     mine = [r for r in got[before:] if r.path.startswith("/duty")]
     assert mine, "no notification reached the receiver"
     body = orjson.loads(mine[0].body)
     text = f"{body.get('title', '')} {body.get('message', '')}"
     assert "s1" in text or "Hotel" in text, text
-    (state,) = states
     assert set(state.stages) == {"ingest", "rules", "alerts", "api"}
     assert state.alerts is not None and state.alerts in state.transitions.sinks
 

@@ -28,11 +28,11 @@ import pytest
 from ecocluster.core.partition import Partition, owner_of
 from ecocluster.core.registry import Cluster, load_cluster
 from ecocluster.core.settings import Settings, load_settings
-from ecocluster.node import NodeState, run_node
 from ecocluster.rules.broker_feed import feed_settings
 from ecocluster.rules.partitioning import WorkerShare, is_aggregate_rule
 from ecocluster.rules.stage import RulesStage
 from ecocluster.stages import StagePlanError, check_partition, ingest_settings, plan
+from tests.ecocluster.nodes import running_node
 from tests.services import InfluxServer, MosquittoServer
 
 N_SITES = 12
@@ -284,29 +284,17 @@ async def test_a_rules_only_node_reads_the_broker_and_opens_no_store(
         rules_tick_s=0.5,
     )
     watcher = _AlertWatcher(mosquitto.port, topic_prefix)
-    stop = asyncio.Event()
-    states: list[NodeState] = []
-    node = asyncio.create_task(
-        run_node(load_cluster(cluster_path), settings, ["rules"], stop=stop, on_ready=states.append)
-    )
     try:
-        for _ in range(300):
-            if states or node.done():
-                break
-            await asyncio.sleep(0.05)
-        assert states, "rules-only node never became ready"
-        now = int(time.time() * 1000)
-        breaches = [_power(topic_prefix, site, 72e3, now) for site in ("s03", "s04")]
-        await asyncio.to_thread(_publish, mosquitto.port, breaches)
-        fired = await asyncio.to_thread(watcher.wait_firing, 3, 15)
+        async with running_node(load_cluster(cluster_path), settings, ["rules"]) as state:
+            now = int(time.time() * 1000)
+            breaches = [_power(topic_prefix, site, 72e3, now) for site in ("s03", "s04")]
+            await asyncio.to_thread(_publish, mosquitto.port, breaches)
+            fired = await asyncio.to_thread(watcher.wait_firing, 3, 15)
     finally:
-        stop.set()
-        await asyncio.wait_for(node, 20)
         watcher.close()
     # Unpartitioned, it runs every rule: the site's overload and the territory sum.
     got = sorted((a["rule"], a["labels"].get("site", "")) for a in fired)
     assert got == [("site-overload", "s03"), ("site-overload", "s04"), ("territory-peak", "")]
-    (state,) = states
     assert state.store is None and set(state.stages) == {"rules"}
     assert state.metrics.get_sample_value("ecocluster_rules_feed_readings_total") == 2.0
     assert sorted(p.name for p in data.iterdir()) == ["rules-state.json"]  # no store file
@@ -333,36 +321,18 @@ async def test_ingest_and_rules_in_one_partitioned_node_take_the_same_sites(
         partition="0/2",
     )
     watcher = _AlertWatcher(mosquitto.port, topic_prefix)
-    stop = asyncio.Event()
-    states: list[NodeState] = []
-    node = asyncio.create_task(
-        run_node(
-            load_cluster(cluster_path),
-            settings,
-            ["ingest", "rules"],
-            stop=stop,
-            on_ready=states.append,
-        )
-    )
     try:
-        for _ in range(300):
-            if states or node.done():
-                break
-            await asyncio.sleep(0.05)
-        assert states, "node never became ready"
-        now = int(time.time() * 1000)
-        breaches = [_power(topic_prefix, site, 72e3, now) for site in (mine, theirs)]
-        await asyncio.to_thread(_publish, mosquitto.port, breaches)
-        fired = await asyncio.to_thread(watcher.wait_firing, 1, 15)
-        await asyncio.sleep(1.0)  # time for a wrong second one
-        fired = watcher.firing()
+        async with running_node(load_cluster(cluster_path), settings, ["ingest", "rules"]) as state:
+            now = int(time.time() * 1000)
+            breaches = [_power(topic_prefix, site, 72e3, now) for site in (mine, theirs)]
+            await asyncio.to_thread(_publish, mosquitto.port, breaches)
+            fired = await asyncio.to_thread(watcher.wait_firing, 1, 15)
+            await asyncio.sleep(1.0)  # time for a wrong second one
+            fired = watcher.firing()
     finally:
-        stop.set()
-        await asyncio.wait_for(node, 20)
         watcher.close()
     assert [(a["rule"], a["labels"]["site"]) for a in fired] == [("site-overload", mine)]
     assert _counts_by_site(influxd, influx_db) == {mine: 1}  # the other site is worker 1's
-    (state,) = states
     assert state.engine is not None
     assert {k.site for k in state.engine.table.keys} == set(
         WorkerShare.parse("0/2").sites(state.cluster)
